@@ -1,0 +1,9 @@
+//! weft: integration flows between HighLevel (GHL) and partner apps, written as YAML and validated like code.
+//!
+//! Data flows through the modules in this order: [`source`] (files and spans) → [`dsl`] (YAML with spans →
+//! flow and project models) → [`catalog`] (connectors: OpenAPI operations and webhook events) → [`validate`]
+//! (shape and meaning checks) → [`diag`] (diagnostics as data, rendered only by the [`cli`]).
+
+pub mod diag;
+pub mod dsl;
+pub mod source;
