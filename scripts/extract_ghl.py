@@ -189,7 +189,7 @@ def repair_schema_types(node, path, fixes):
                 parts = [p.strip() for p in t.split("/") if p.strip()]
                 node["type"] = "string"
                 node["enum"] = parts
-                fixes.append(f'{path}: type "{t}" -> "string" + enum {parts}')
+                fixes.append(f'{path}: type "{t}" -> "string" + enum {json.dumps(parts)}')
             else:
                 del node["type"]
                 fixes.append(f'{path}: unknown type "{t}" dropped')

@@ -4,6 +4,9 @@
 //! flow and project models) → [`catalog`] (connectors: OpenAPI operations and webhook events) → [`validate`]
 //! (shape and meaning checks) → [`diag`] (diagnostics as data, rendered only by the [`cli`]).
 
+pub mod catalog;
+pub mod cli;
 pub mod diag;
 pub mod dsl;
 pub mod source;
+pub mod validate;

@@ -1,3 +1,8 @@
 //! The flow language: YAML with spans, the flow and project models, and value classification.
 
 pub mod yaml;
+pub mod flow;
+pub mod project;
+pub mod shape;
+pub mod value;
+pub mod load;

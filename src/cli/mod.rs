@@ -1,0 +1,157 @@
+//! The command line: parse arguments (clap), run a command, render its diagnostics, choose the exit code.
+//!
+//! Commands return data; this module is the only one that prints.
+
+mod catalog;
+mod validate;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// The input was checked and is fine (warnings allowed unless denied).
+pub const EXIT_OK: i32 = 0;
+/// The input is invalid: a flow, project or connector has errors.
+pub const EXIT_INVALID: i32 = 1;
+/// Usage or I/O error: bad arguments, a path that cannot be read.
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(name = "weft", version, about = "Integration flows between HighLevel (GHL) and partner apps, as YAML.")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check flows (and the weft.yaml they belong to) against the schemas and the API catalog.
+    Validate {
+        /// Flow files or directories (searched recursively). Default: `flows/`.
+        paths: Vec<PathBuf>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+        /// Fail (exit 1) on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Print the generated JSON Schemas (flow, project, connector).
+    Schema {
+        /// Which schema; all three as one JSON object when omitted.
+        #[arg(value_enum)]
+        which: Option<SchemaKind>,
+    },
+    /// List connectors, or one connector's operations and webhook events.
+    Catalog {
+        /// A connector name (`ghl`, `razorpay`, …); all connectors when omitted.
+        connector: Option<String>,
+        /// Only entries whose id, path, summary or event name contains TEXT (case-insensitive).
+        #[arg(long)]
+        search: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Explain a diagnostic code, or list them all.
+    Explain {
+        /// A code such as `flow::call::unknown_operation`.
+        code: Option<String>,
+        /// Print the whole registry as markdown (docs/errors.md).
+        #[arg(long)]
+        markdown: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// miette reports for people.
+    Human,
+    /// One JSON document with every diagnostic.
+    Json,
+    /// GitHub Actions workflow commands (annotations on the lines).
+    Github,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    Flow,
+    Project,
+    Connector,
+}
+
+/// Colour only for a terminal, and never when `NO_COLOR` is set (https://no-color.org).
+pub fn use_color(stream_is_tty: bool) -> bool {
+    stream_is_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_USAGE } else { EXIT_OK };
+            let _ = e.print();
+            return code;
+        }
+    };
+    run(cli)
+}
+
+pub fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Validate { paths, format, deny_warnings } => {
+            let paths = if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths };
+            validate::run(&paths, format, deny_warnings, use_color(std::io::stderr().is_terminal()))
+        }
+        Command::Schema { which } => {
+            use crate::dsl::shape::Format as F;
+            let text = match which {
+                Some(SchemaKind::Flow) => pretty(F::Flow.schema()),
+                Some(SchemaKind::Project) => pretty(F::Project.schema()),
+                Some(SchemaKind::Connector) => pretty(F::Connector.schema()),
+                None => pretty(&serde_json::json!({
+                    "flow": F::Flow.schema(),
+                    "project": F::Project.schema(),
+                    "connector": F::Connector.schema(),
+                })),
+            };
+            println!("{text}");
+            EXIT_OK
+        }
+        Command::Catalog { connector, search, json } => catalog::run(connector.as_deref(), search.as_deref(), json),
+        Command::Explain { code, markdown } => explain(code.as_deref(), markdown),
+    }
+}
+
+/// The committed form of a schema file: pretty JSON with a trailing newline.
+pub fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).expect("JSON values always serialise")
+}
+
+fn explain(code: Option<&str>, markdown: bool) -> i32 {
+    use crate::diag::codes;
+    if markdown {
+        print!("{}", codes::markdown());
+        return EXIT_OK;
+    }
+    match code {
+        None => {
+            for c in codes::ALL {
+                println!("{:<42} {}", c.id, c.summary);
+            }
+            EXIT_OK
+        }
+        Some(id) => match codes::find(id) {
+            Some(c) => {
+                println!("{}\n\n{}\n\nhow to fix: {}", c.id, c.summary, c.help);
+                EXIT_OK
+            }
+            None => {
+                let ids: Vec<&str> = codes::ALL.iter().map(|c| c.id).collect();
+                eprintln!("unknown code `{id}`: {}", crate::diag::suggest(id, ids));
+                EXIT_USAGE
+            }
+        },
+    }
+}

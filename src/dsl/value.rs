@@ -1,0 +1,165 @@
+//! What a value in a flow means: a JSONPath, a `${{ }}` template, or a literal.
+//!
+//! The rule is textual and small on purpose, so that a reader of the YAML can tell without running
+//! anything: a string that is `$` or starts with `$.` / `$[` is a JSONPath over the run context; a string
+//! holding `${{` is a template; `{ literal: ... }` is always a literal; `{ from: PATH, default: VALUE }` is a
+//! path with a fallback; every other scalar is a literal; mappings and lists map element by element.
+
+use super::yaml::{Kind, Node};
+
+/// The roots of the run context a path or template may read.
+pub const ROOTS: &[&str] = &["trigger", "steps", "vars", "connections", "event", "item", "index"];
+
+/// Template delimiters. `${{ }}` cannot clash with YAML flow mappings or with text that merely has braces.
+pub const TEMPLATE_START: &str = "${{";
+
+/// How a single value node is to be read.
+#[derive(Debug, PartialEq)]
+pub enum ValueKind<'a> {
+    /// A JSONPath (the string, whole).
+    Path(&'a str),
+    /// A path with a fallback: `{ from: $.x, default: 0 }`.
+    PathWithDefault { path: &'a Node, default: Option<&'a Node> },
+    /// A `${{ }}` template.
+    Template(&'a str),
+    /// A literal scalar, or `{ literal: ... }` (the inner node).
+    Literal(&'a Node),
+    /// A mapping whose values map one by one.
+    Map,
+    /// A list whose elements map one by one.
+    List,
+}
+
+pub fn is_path(s: &str) -> bool {
+    s == "$" || s.starts_with("$.") || s.starts_with("$[")
+}
+
+pub fn is_template(s: &str) -> bool {
+    s.contains(TEMPLATE_START)
+}
+
+pub fn classify(node: &Node) -> ValueKind<'_> {
+    match &node.kind {
+        Kind::Str { value, .. } if is_path(value) => ValueKind::Path(value),
+        Kind::Str { value, .. } if is_template(value) => ValueKind::Template(value),
+        Kind::Map(entries) => {
+            if entries.len() == 1 && entries[0].key == "literal" {
+                return ValueKind::Literal(&entries[0].value);
+            }
+            let from = entries.iter().find(|e| e.key == "from");
+            let only_known = entries.iter().all(|e| e.key == "from" || e.key == "default");
+            match from {
+                Some(f) if only_known => ValueKind::PathWithDefault {
+                    path: &f.value,
+                    default: entries.iter().find(|e| e.key == "default").map(|e| &e.value),
+                },
+                _ => ValueKind::Map,
+            }
+        }
+        Kind::Seq(_) => ValueKind::List,
+        _ => ValueKind::Literal(node),
+    }
+}
+
+/// One step of a path's static prefix: `.name` / `['name']` or `[3]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Segment {
+    Name(String),
+    Index(i64),
+}
+
+/// The leading run of plain name and index segments of a JSONPath that already parsed, e.g.
+/// `$.steps.find['contact'].tags[0][?@ == 1]` → `steps, find, contact, tags, 0`. Analysis stops at the
+/// first wildcard, slice, filter or descendant segment: what follows depends on data.
+pub fn static_segments(path: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let bytes = path.as_bytes();
+    let mut i = 1; // skip `$`
+    while i < bytes.len() {
+        match bytes[i] {
+            b'.' => {
+                if bytes.get(i + 1) == Some(&b'.') {
+                    break;
+                }
+                let start = i + 1;
+                let mut end = start;
+                while end < bytes.len() && bytes[end] != b'.' && bytes[end] != b'[' {
+                    end += 1;
+                }
+                let name = &path[start..end];
+                if name.is_empty() || name == "*" {
+                    break;
+                }
+                out.push(Segment::Name(name.to_string()));
+                i = end;
+            }
+            b'[' => {
+                let Some(close) = find_close(path, i) else { break };
+                let inner = path[i + 1..close].trim();
+                if let Some(name) = quoted(inner) {
+                    out.push(Segment::Name(name));
+                } else if let Ok(n) = inner.parse::<i64>() {
+                    out.push(Segment::Index(n));
+                } else {
+                    break;
+                }
+                i = close + 1;
+            }
+            _ => break,
+        }
+    }
+    out
+}
+
+fn find_close(path: &str, open: usize) -> Option<usize> {
+    let mut quote = None;
+    for (i, c) in path[open + 1..].char_indices() {
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, ']') => return Some(open + 1 + i),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn quoted(s: &str) -> Option<String> {
+    let q = s.chars().next()?;
+    if (q == '\'' || q == '"') && s.len() >= 2 && s.ends_with(q) {
+        let inner = &s[1..s.len() - 1];
+        if inner.contains(q) || inner.contains(',') {
+            return None;
+        }
+        return Some(inner.to_string());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extracts_static_prefix() {
+        use Segment::*;
+        assert_eq!(
+            static_segments("$.steps.find['contact'].tags[0][?@ == 1].x"),
+            vec![Name("steps".into()), Name("find".into()), Name("contact".into()), Name("tags".into()), Index(0)]
+        );
+        assert_eq!(static_segments("$..x"), vec![]);
+        assert_eq!(static_segments("$.trigger.*"), vec![Name("trigger".into())]);
+        assert_eq!(static_segments("$[\"a.b\"]"), vec![Name("a.b".into())]);
+    }
+
+    #[test]
+    fn classifies() {
+        let f = crate::source::SourceFile::new("t", "a: $.x\nb: 'hi ${{ x }}'\nc: {literal: $.y}\nd: {from: $.z, default: 1}\ne: 3\n");
+        let root = crate::dsl::yaml::parse(&f).unwrap().unwrap();
+        assert_eq!(classify(root.get("a").unwrap()), ValueKind::Path("$.x"));
+        assert!(matches!(classify(root.get("b").unwrap()), ValueKind::Template(_)));
+        assert!(matches!(classify(root.get("c").unwrap()), ValueKind::Literal(n) if n.as_str() == Some("$.y")));
+        assert!(matches!(classify(root.get("d").unwrap()), ValueKind::PathWithDefault { default: Some(_), .. }));
+        assert!(matches!(classify(root.get("e").unwrap()), ValueKind::Literal(_)));
+    }
+}
