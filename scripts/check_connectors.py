@@ -140,8 +140,11 @@ def validation_errors(schema, instance, root=None):
     if root is not None:
         schema = {"allOf": [schema], "components": root.get("components", {})}
     v = jsonschema.Draft7Validator(schema)
-    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message[:160]}"
-            for e in v.iter_errors(instance)]
+    try:
+        return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message[:160]}"
+                for e in v.iter_errors(instance)]
+    except Exception as e:  # an unresolvable $ref, reported separately as well
+        return [f"cannot validate: {type(e).__name__}: {str(e).splitlines()[0][:160]}"]
 
 
 def load_json(path: Path, rep: Report, where):

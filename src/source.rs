@@ -94,7 +94,11 @@ impl SourceFile {
             Err(i) => i - 1,
         };
         let start = self.inner.line_starts[line];
-        let column = self.inner.text.get(start..offset).map_or(offset - start, |s| s.chars().count());
+        let column = self
+            .inner
+            .text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count());
         (line + 1, column + 1)
     }
 

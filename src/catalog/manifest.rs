@@ -180,6 +180,8 @@ pub enum ContentType {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Signature {
+    /// How the signature is computed: `hmac-sha256` (Razorpay), `hmac-sha1` (Payhere), `rsa-sha256` (GHL),
+    /// `shared-secret` (a token header, e.g. a Zapier relay), `payhere-md5sig` (payhere.lk notify), `none`.
     pub scheme: SignatureScheme,
     /// The header that carries the signature (or the shared token).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -217,8 +219,10 @@ pub enum SignatureEncoding {
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventId {
+    /// A request header holding the id, e.g. `x-razorpay-event-id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<String>,
+    /// A JSONPath in the body holding the id, e.g. `$.webhookId`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
 }

@@ -52,7 +52,13 @@ impl<'a> Shape<'a> {
     }
 }
 
-fn collect<'a>(doc: &'a Value, schema: &'a Value, shape: &mut Shape<'a>, depth: usize, required_applies: bool) {
+fn collect<'a>(
+    doc: &'a Value,
+    schema: &'a Value,
+    shape: &mut Shape<'a>,
+    depth: usize,
+    required_applies: bool,
+) {
     if depth > 16 {
         shape.open = true;
         return;
@@ -60,7 +66,9 @@ fn collect<'a>(doc: &'a Value, schema: &'a Value, shape: &mut Shape<'a>, depth: 
     let schema = deref(doc, schema);
     match schema.get("type") {
         Some(Value::String(t)) => shape.types.push(t.clone()),
-        Some(Value::Array(ts)) => shape.types.extend(ts.iter().filter_map(Value::as_str).map(String::from)),
+        Some(Value::Array(ts)) => shape
+            .types
+            .extend(ts.iter().filter_map(Value::as_str).map(String::from)),
         _ => {}
     }
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
@@ -70,7 +78,9 @@ fn collect<'a>(doc: &'a Value, schema: &'a Value, shape: &mut Shape<'a>, depth: 
     }
     if required_applies {
         if let Some(req) = schema.get("required").and_then(Value::as_array) {
-            shape.required.extend(req.iter().filter_map(Value::as_str).map(String::from));
+            shape
+                .required
+                .extend(req.iter().filter_map(Value::as_str).map(String::from));
         }
     }
     match schema.get("additionalProperties") {
@@ -136,8 +146,14 @@ mod tests {
         assert_eq!(shape.properties.keys().collect::<Vec<_>>(), ["id", "n"]);
         assert_eq!(shape.required, ["id"]);
         assert!(!shape.open);
-        assert_eq!(literal_mismatch(&doc, shape.properties["n"], &json!("x")).as_deref(), Some("integer"));
-        assert_eq!(literal_mismatch(&doc, shape.properties["n"], &json!(3)), None);
+        assert_eq!(
+            literal_mismatch(&doc, shape.properties["n"], &json!("x")).as_deref(),
+            Some("integer")
+        );
+        assert_eq!(
+            literal_mismatch(&doc, shape.properties["n"], &json!(3)),
+            None
+        );
     }
 
     #[test]

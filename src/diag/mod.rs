@@ -114,12 +114,24 @@ impl Sink {
         self.diagnostics.push(d.in_file(&self.file));
     }
 
-    pub fn error(&mut self, code: &'static Code, span: Span, message: impl Into<String>, label: impl Into<String>) -> &mut Diagnostic {
+    pub fn error(
+        &mut self,
+        code: &'static Code,
+        span: Span,
+        message: impl Into<String>,
+        label: impl Into<String>,
+    ) -> &mut Diagnostic {
         self.push(Diagnostic::error(code, message).label(span, label));
         self.diagnostics.last_mut().expect("just pushed")
     }
 
-    pub fn warning(&mut self, code: &'static Code, span: Span, message: impl Into<String>, label: impl Into<String>) -> &mut Diagnostic {
+    pub fn warning(
+        &mut self,
+        code: &'static Code,
+        span: Span,
+        message: impl Into<String>,
+        label: impl Into<String>,
+    ) -> &mut Diagnostic {
         self.push(Diagnostic::warning(code, message).label(span, label));
         self.diagnostics.last_mut().expect("just pushed")
     }
@@ -133,14 +145,24 @@ impl Sink {
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     let mut scored: Vec<(f64, &str)> = candidates
         .into_iter()
-        .map(|c| (strsim::jaro_winkler(&name.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
+        .map(|c| {
+            (
+                strsim::jaro_winkler(&name.to_ascii_lowercase(), &c.to_ascii_lowercase()),
+                c,
+            )
+        })
         .filter(|(score, _)| *score >= 0.8)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
     scored.dedup_by(|a, b| a.1 == b.1);
     // Only names about as close as the best one: a clear winner is shown alone.
     let best = scored.first().map_or(0.0, |s| s.0);
-    scored.into_iter().take_while(|(s, _)| *s >= best - 0.05).take(3).map(|(_, c)| c).collect()
+    scored
+        .into_iter()
+        .take_while(|(s, _)| *s >= best - 0.05)
+        .take(3)
+        .map(|(_, c)| c)
+        .collect()
 }
 
 /// "did you mean `a`?" / "did you mean `a` or `b`?", or a list of valid values when nothing is close.
@@ -155,7 +177,11 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str> + C
         return "there are none to choose from".to_string();
     }
     let shown: Vec<String> = all.iter().take(12).map(|c| format!("`{c}`")).collect();
-    let more = if all.len() > 12 { format!(" and {} more", all.len() - 12) } else { String::new() };
+    let more = if all.len() > 12 {
+        format!(" and {} more", all.len() - 12)
+    } else {
+        String::new()
+    };
     format!("expected one of {}{more}", shown.join(", "))
 }
 
@@ -165,7 +191,10 @@ mod tests {
 
     #[test]
     fn suggests_close_names_first() {
-        assert_eq!(did_you_mean("get-contcat", ["get-contact", "delete-contact", "x"]), vec!["get-contact"]);
+        assert_eq!(
+            did_you_mean("get-contcat", ["get-contact", "delete-contact", "x"]),
+            vec!["get-contact"]
+        );
         assert_eq!(suggest("zzz", ["a", "b"]), "expected one of `a`, `b`");
         assert_eq!(suggest("stpes", ["steps", "vars"]), "did you mean `steps`?");
     }

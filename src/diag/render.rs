@@ -146,7 +146,9 @@ pub fn github(d: &Diagnostic) -> String {
 }
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {
@@ -211,15 +213,17 @@ impl miette::Diagnostic for Report<'_> {
             return None;
         }
         let len = self.d.file.as_ref().map_or(0, |f| f.text().len());
-        Some(Box::new(self.d.labels.iter().enumerate().map(move |(i, l)| {
-            let start = l.span.start.min(len);
-            let span = SourceSpan::new(start.into(), l.span.end.min(len) - start);
-            let text = (!l.text.is_empty()).then(|| l.text.clone());
-            if i == 0 {
-                LabeledSpan::new_primary_with_span(text, span)
-            } else {
-                LabeledSpan::new_with_span(text, span)
-            }
-        })))
+        Some(Box::new(self.d.labels.iter().enumerate().map(
+            move |(i, l)| {
+                let start = l.span.start.min(len);
+                let span = SourceSpan::new(start.into(), l.span.end.min(len) - start);
+                let text = (!l.text.is_empty()).then(|| l.text.clone());
+                if i == 0 {
+                    LabeledSpan::new_primary_with_span(text, span)
+                } else {
+                    LabeledSpan::new_with_span(text, span)
+                }
+            },
+        )))
     }
 }

@@ -1,8 +1,8 @@
 //! The flow language: YAML with spans, the flow and project models, and value classification.
 
-pub mod yaml;
 pub mod flow;
+pub mod load;
 pub mod project;
 pub mod shape;
 pub mod value;
-pub mod load;
+pub mod yaml;

@@ -39,10 +39,12 @@ impl Format {
         static CONNECTOR: OnceLock<Value> = OnceLock::new();
         match self {
             Format::Flow => FLOW.get_or_init(|| to_value(schemars::schema_for!(super::flow::Flow))),
-            Format::Project => PROJECT.get_or_init(|| to_value(schemars::schema_for!(super::project::Project))),
-            Format::Connector => {
-                CONNECTOR.get_or_init(|| to_value(schemars::schema_for!(crate::catalog::manifest::Manifest)))
+            Format::Project => {
+                PROJECT.get_or_init(|| to_value(schemars::schema_for!(super::project::Project)))
             }
+            Format::Connector => CONNECTOR.get_or_init(|| {
+                to_value(schemars::schema_for!(crate::catalog::manifest::Manifest))
+            }),
         }
     }
 
@@ -56,7 +58,8 @@ impl Format {
             Format::Connector => &CONNECTOR,
         };
         cell.get_or_init(|| {
-            jsonschema::draft202012::new(self.schema()).expect("the generated schemas are valid (tested)")
+            jsonschema::draft202012::new(self.schema())
+                .expect("the generated schemas are valid (tested)")
         })
     }
 }
@@ -82,33 +85,87 @@ pub fn check(format: Format, root: &Node, sink: &mut Sink) -> Value {
                 for key in unexpected {
                     unknown.push((pointer.clone(), key.clone()));
                     let span = node.entry(key).map_or(value_span, |e| e.key_span);
-                    let help = format!("{}; `weft schema {}` prints the format", suggest(key, allowed.iter().map(String::as_str)), format.name());
-                    sink.error(codes::SCHEMA_UNKNOWN_FIELD, span, format!("unknown key `{key}`{}", context(&pointer)), "not a known key")
-                        .help = Some(help);
+                    let help = format!(
+                        "{}; `weft schema {}` prints the format",
+                        suggest(key, allowed.iter().map(String::as_str)),
+                        format.name()
+                    );
+                    sink.error(
+                        codes::SCHEMA_UNKNOWN_FIELD,
+                        span,
+                        format!("unknown key `{key}`{}", context(&pointer)),
+                        "not a known key",
+                    )
+                    .help = Some(help);
                 }
             }
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
                 let span = entry.map_or(Span::at(value_span.start), |e| e.key_span);
-                let what = if pointer.is_empty() { "the file".to_string() } else { format!("`{}`", pointer_label(&pointer)) };
-                sink.error(codes::SCHEMA_MISSING_FIELD, span, format!("missing required key `{name}` in {what}"), format!("`{name}` is missing here"))
-                    .help = Some(format!("add `{name}:`; {}", field_doc(format.schema(), &pointer, name)));
+                let what = if pointer.is_empty() {
+                    "the file".to_string()
+                } else {
+                    format!("`{}`", pointer_label(&pointer))
+                };
+                sink.error(
+                    codes::SCHEMA_MISSING_FIELD,
+                    span,
+                    format!("missing required key `{name}` in {what}"),
+                    format!("`{name}` is missing here"),
+                )
+                .help = Some(format!(
+                    "add `{name}:`; {}",
+                    field_doc(format.schema(), &pointer, name)
+                ));
             }
             ValidationErrorKind::Type { kind } => {
-                if format == Format::Project && is_secret_slot(&pointer) && matches!(node.kind, Kind::Str { .. }) {
+                if format == Format::Project
+                    && is_secret_slot(&pointer)
+                    && matches!(node.kind, Kind::Str { .. })
+                {
                     sink.error(codes::PROJECT_AUTH, value_span, "a secret written into weft.yaml", "secret value here")
                         .help = Some("give secrets by reference only: `{ env: VARIABLE }` or `{ file: path/to/secret }`, and rotate the one written here".into());
                     continue;
                 }
-                let expected = format!("{kind:?}").to_lowercase().replace("single(", "").replace("multiple(", "").replace(')', "");
-                sink.error(codes::SCHEMA_TYPE, value_span, format!("`{}` must be {}, found {}", pointer_label(&pointer), article(&expected), node.type_name()), format!("expected {expected}"))
-                    .help = Some(field_doc(format.schema(), parent(&pointer), last(&pointer)));
+                let expected = format!("{kind:?}")
+                    .to_lowercase()
+                    .replace("single(", "")
+                    .replace("multiple(", "")
+                    .replace(')', "");
+                sink.error(
+                    codes::SCHEMA_TYPE,
+                    value_span,
+                    format!(
+                        "`{}` must be {}, found {}",
+                        pointer_label(&pointer),
+                        article(&expected),
+                        node.type_name()
+                    ),
+                    format!("expected {expected}"),
+                )
+                .help = Some(field_doc(format.schema(), parent(&pointer), last(&pointer)));
             }
             ValidationErrorKind::Enum { options } => {
-                let names: Vec<String> = options.as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect()).unwrap_or_default();
+                let names: Vec<String> = options
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 let found = node.as_str().unwrap_or_default();
-                sink.error(codes::SCHEMA_VALUE, value_span, format!("`{}` is not a valid value for `{}`", found, pointer_label(&pointer)), "not allowed here")
-                    .help = Some(suggest(found, names.iter().map(String::as_str)));
+                sink.error(
+                    codes::SCHEMA_VALUE,
+                    value_span,
+                    format!(
+                        "`{}` is not a valid value for `{}`",
+                        found,
+                        pointer_label(&pointer)
+                    ),
+                    "not allowed here",
+                )
+                .help = Some(suggest(found, names.iter().map(String::as_str)));
             }
             ValidationErrorKind::Constant { .. }
             | ValidationErrorKind::Pattern { .. }
@@ -118,11 +175,21 @@ pub fn check(format: Format, root: &Node, sink: &mut Sink) -> Value {
             | ValidationErrorKind::Maximum { .. }
             | ValidationErrorKind::MinItems { .. }
             | ValidationErrorKind::MaxItems { .. } => {
-                sink.error(codes::SCHEMA_VALUE, value_span, format!("`{}`: {}", pointer_label(&pointer), error.masked()), "invalid value")
-                    .help = Some(field_doc(format.schema(), parent(&pointer), last(&pointer)));
+                sink.error(
+                    codes::SCHEMA_VALUE,
+                    value_span,
+                    format!("`{}`: {}", pointer_label(&pointer), error.masked()),
+                    "invalid value",
+                )
+                .help = Some(field_doc(format.schema(), parent(&pointer), last(&pointer)));
             }
             _ => {
-                sink.error(codes::SCHEMA_INVALID, value_span, format!("`{}`: {error}", pointer_label(&pointer)), "does not match the format");
+                sink.error(
+                    codes::SCHEMA_INVALID,
+                    value_span,
+                    format!("`{}`: {error}", pointer_label(&pointer)),
+                    "does not match the format",
+                );
             }
         }
     }
@@ -142,7 +209,11 @@ fn article(word: &str) -> String {
 }
 
 fn context(pointer: &str) -> String {
-    if pointer.is_empty() { String::new() } else { format!(" in `{}`", pointer_label(pointer)) }
+    if pointer.is_empty() {
+        String::new()
+    } else {
+        format!(" in `{}`", pointer_label(pointer))
+    }
 }
 
 /// `/steps/0/body` → `steps[0].body`, how people read a position.
@@ -158,7 +229,11 @@ pub fn pointer_label(pointer: &str) -> String {
             out.push_str(&token.replace("~1", "/").replace("~0", "~"));
         }
     }
-    if out.is_empty() { "(top level)".into() } else { out }
+    if out.is_empty() {
+        "(top level)".into()
+    } else {
+        out
+    }
 }
 
 fn parent(pointer: &str) -> &str {
@@ -171,7 +246,10 @@ fn last(pointer: &str) -> &str {
 
 fn is_secret_slot(pointer: &str) -> bool {
     let parts: Vec<&str> = pointer.split('/').collect();
-    matches!(parts.as_slice(), ["", "connections", _, "auth", _] | ["", "connections", _, "webhook_secret"])
+    matches!(
+        parts.as_slice(),
+        ["", "connections", _, "auth", _] | ["", "connections", _, "webhook_secret"]
+    )
 }
 
 /// The schema object that describes the value at `pointer`, following `$ref`s into `$defs`.

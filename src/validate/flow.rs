@@ -26,7 +26,14 @@ const CONNECTION_FIELDS: &[&str] = &["name", "connector", "location_id", "base_u
 
 pub fn check(root: &Node, flow: &Flow, ctx: &ProjectContext, sink: &mut Sink) {
     let env = template_env();
-    let mut checker = Checker { root, flow, ctx, sink, env, event: None };
+    let mut checker = Checker {
+        root,
+        flow,
+        ctx,
+        sink,
+        env,
+        event: None,
+    };
     checker.trigger();
     checker.vars();
     checker.steps();
@@ -80,14 +87,30 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn connection(&mut self, name: &str, span: Span) -> Option<(&'a ConnectionInfo, &'a Connector)> {
+    fn connection(
+        &mut self,
+        name: &str,
+        span: Span,
+    ) -> Option<(&'a ConnectionInfo, &'a Connector)> {
         let ctx = self.ctx;
         let Some(info) = ctx.connections.get(name) else {
             let known: Vec<&str> = ctx.connections.keys().map(String::as_str).collect();
-            let where_ = if ctx.file.is_some() { "weft.yaml" } else { "the built-in connectors (no weft.yaml found)" };
+            let where_ = if ctx.file.is_some() {
+                "weft.yaml"
+            } else {
+                "the built-in connectors (no weft.yaml found)"
+            };
             self.sink
-                .error(codes::FLOW_CALL_UNKNOWN_CONNECTION, span, format!("connection `{name}` is not declared in {where_}"), "unknown connection")
-                .help = Some(format!("{}; declare it under `connections:` in weft.yaml", suggest(name, known)));
+                .error(
+                    codes::FLOW_CALL_UNKNOWN_CONNECTION,
+                    span,
+                    format!("connection `{name}` is not declared in {where_}"),
+                    "unknown connection",
+                )
+                .help = Some(format!(
+                "{}; declare it under `connections:` in weft.yaml",
+                suggest(name, known)
+            ));
             return None;
         };
         // An unknown connector is reported on weft.yaml itself.
@@ -99,11 +122,20 @@ impl<'a> Checker<'a> {
 
     fn trigger(&mut self) {
         let t = &self.flow.trigger;
-        let kinds = [t.webhook.is_some(), t.schedule.is_some(), t.poll.is_some(), t.manual.is_some()];
+        let kinds = [
+            t.webhook.is_some(),
+            t.schedule.is_some(),
+            t.poll.is_some(),
+            t.manual.is_some(),
+        ];
         let count = kinds.iter().filter(|k| **k).count();
         if count != 1 {
             let span = self.key_span("/trigger");
-            let msg = if count == 0 { "the trigger has no kind" } else { "the trigger has more than one kind" };
+            let msg = if count == 0 {
+                "the trigger has no kind"
+            } else {
+                "the trigger has more than one kind"
+            };
             self.sink.error(codes::FLOW_TRIGGER_KIND, span, msg, "trigger here").help =
                 Some("give exactly one of `webhook: { connection, event }`, `schedule: { cron }`, `poll: { call, every, items, id }` or `manual: {}`".into());
         }
@@ -113,16 +145,39 @@ impl<'a> Checker<'a> {
                 let event_span = self.node("/trigger/webhook/event").span;
                 if connector.events.is_empty() {
                     self.sink
-                        .error(codes::FLOW_TRIGGER_NO_WEBHOOKS, span, format!("connector `{}` sends no webhooks", connector.name), "no webhooks")
-                        .help = Some("use a `poll` trigger on one of its list operations, or a `schedule`".into());
+                        .error(
+                            codes::FLOW_TRIGGER_NO_WEBHOOKS,
+                            span,
+                            format!("connector `{}` sends no webhooks", connector.name),
+                            "no webhooks",
+                        )
+                        .help = Some(
+                        "use a `poll` trigger on one of its list operations, or a `schedule`"
+                            .into(),
+                    );
                 } else if let Some(event) = connector.events.get(&w.event) {
                     self.event = Some(event);
-                    self.scope_check(info, &w.connection, &event.scopes, event_span, &format!("event `{}`", w.event));
+                    self.scope_check(
+                        info,
+                        &w.connection,
+                        &event.scopes,
+                        event_span,
+                        &format!("event `{}`", w.event),
+                    );
                 } else {
                     let known: Vec<&str> = connector.events.keys().map(String::as_str).collect();
                     self.sink
-                        .error(codes::FLOW_TRIGGER_UNKNOWN_EVENT, event_span, format!("`{}` sends no event `{}`", connector.name, w.event), "unknown event")
-                        .help = Some(format!("{}; `weft catalog {}` lists its events", suggest(&w.event, known), connector.name));
+                        .error(
+                            codes::FLOW_TRIGGER_UNKNOWN_EVENT,
+                            event_span,
+                            format!("`{}` sends no event `{}`", connector.name, w.event),
+                            "unknown event",
+                        )
+                        .help = Some(format!(
+                        "{}; `weft catalog {}` lists its events",
+                        suggest(&w.event, known),
+                        connector.name
+                    ));
                 }
             }
         }
@@ -135,20 +190,45 @@ impl<'a> Checker<'a> {
             if let Some(tz) = &s.timezone {
                 if !valid_timezone(tz) {
                     let span = self.node("/trigger/schedule/timezone").span;
-                    self.sink.error(codes::SCHEMA_VALUE, span, format!("`{tz}` is not a supported time zone"), "unsupported").help =
-                        Some("use `UTC` or a fixed offset such as `+05:30`".into());
+                    self.sink
+                        .error(
+                            codes::SCHEMA_VALUE,
+                            span,
+                            format!("`{tz}` is not a supported time zone"),
+                            "unsupported",
+                        )
+                        .help = Some("use `UTC` or a fixed offset such as `+05:30`".into());
                 }
             }
         }
         if let Some(p) = &t.poll {
             let call_span = self.node("/trigger/poll/call").span;
             let op = self.resolve_call(&p.call, call_span);
-            let scope = Scope { step: None, in_loop: false, in_vars: true, _p: Default::default() };
+            let scope = Scope {
+                step: None,
+                in_loop: false,
+                in_vars: true,
+                _p: Default::default(),
+            };
             if let Some(op) = op {
                 if let Some(q) = &p.query {
-                    self.params(op, ParamIn::Query, q.keys(), "/trigger/poll/query", "query parameter");
+                    self.params(
+                        op,
+                        ParamIn::Query,
+                        q.keys(),
+                        "/trigger/poll/query",
+                        "query parameter",
+                    );
                 }
-                self.check_path_params(op, p.path.as_ref().map(|m| m.keys().cloned().collect()).unwrap_or_default(), "/trigger/poll/path", call_span);
+                self.check_path_params(
+                    op,
+                    p.path
+                        .as_ref()
+                        .map(|m| m.keys().cloned().collect())
+                        .unwrap_or_default(),
+                    "/trigger/poll/path",
+                    call_span,
+                );
             }
             for key in ["query", "path"] {
                 let node = self.node(&format!("/trigger/poll/{key}"));
@@ -166,7 +246,12 @@ impl<'a> Checker<'a> {
     // ---- vars -------------------------------------------------------------------------------------
 
     fn vars(&mut self) {
-        let scope = Scope { step: None, in_loop: false, in_vars: true, _p: Default::default() };
+        let scope = Scope {
+            step: None,
+            in_loop: false,
+            in_vars: true,
+            _p: Default::default(),
+        };
         for name in self.flow.vars.keys() {
             let node = self.node(&format!("/vars/{}", escape(name)));
             self.value(node, scope);
@@ -183,9 +268,17 @@ impl<'a> Checker<'a> {
             if let Some((_, first)) = seen.iter().find(|(id, _)| *id == step.id) {
                 let first = *first;
                 self.sink
-                    .error(codes::FLOW_STEP_DUPLICATE_ID, id_span, format!("step id `{}` is used twice", step.id), "used again here")
+                    .error(
+                        codes::FLOW_STEP_DUPLICATE_ID,
+                        id_span,
+                        format!("step id `{}` is used twice", step.id),
+                        "used again here",
+                    )
                     .labels
-                    .push(crate::diag::Label { span: first, text: "first used here".into() });
+                    .push(crate::diag::Label {
+                        span: first,
+                        text: "first used here".into(),
+                    });
             } else {
                 seen.push((&step.id, id_span));
             }
@@ -194,23 +287,54 @@ impl<'a> Checker<'a> {
     }
 
     fn step(&mut self, i: usize, step: &'a Step, base: &str) {
-        let id_span = self.key_span(base).join(self.node(&format!("{base}/id")).span);
+        let id_span = self
+            .key_span(base)
+            .join(self.node(&format!("{base}/id")).span);
         match (&step.call, &step.set) {
             (Some(_), Some(_)) => {
                 let span = self.key_span(&format!("{base}/set"));
-                self.sink.error(codes::FLOW_STEP_KIND, span, format!("step `{}` has both `call` and `set`", step.id), "second kind").help =
-                    Some("split it into two steps: one that calls, one that maps".into());
+                self.sink
+                    .error(
+                        codes::FLOW_STEP_KIND,
+                        span,
+                        format!("step `{}` has both `call` and `set`", step.id),
+                        "second kind",
+                    )
+                    .help = Some("split it into two steps: one that calls, one that maps".into());
             }
             (None, None) => {
-                self.sink.error(codes::FLOW_STEP_KIND, id_span, format!("step `{}` neither calls an operation nor sets a value", step.id), "does nothing").help =
-                    Some("add `call: connection.api.operation` or `set: {...}`".into());
+                self.sink
+                    .error(
+                        codes::FLOW_STEP_KIND,
+                        id_span,
+                        format!(
+                            "step `{}` neither calls an operation nor sets a value",
+                            step.id
+                        ),
+                        "does nothing",
+                    )
+                    .help = Some("add `call: connection.api.operation` or `set: {...}`".into());
             }
             (None, Some(_)) => {
                 for key in ["path", "query", "headers", "body"] {
-                    if self.root.at_pointer(&format!("{base}/{key}")).1.is_some_and(|e| e.key == key) {
+                    if self
+                        .root
+                        .at_pointer(&format!("{base}/{key}"))
+                        .1
+                        .is_some_and(|e| e.key == key)
+                    {
                         let span = self.key_span(&format!("{base}/{key}"));
-                        self.sink.error(codes::FLOW_STEP_MISPLACED_KEY, span, format!("`{key}` on a step without `call`"), "no request to put it in").help =
-                            Some(format!("`{key}` shapes a request; remove it or add `call:` to step `{}`", step.id));
+                        self.sink
+                            .error(
+                                codes::FLOW_STEP_MISPLACED_KEY,
+                                span,
+                                format!("`{key}` on a step without `call`"),
+                                "no request to put it in",
+                            )
+                            .help = Some(format!(
+                            "`{key}` shapes a request; remove it or add `call:` to step `{}`",
+                            step.id
+                        ));
                     }
                 }
             }
@@ -223,12 +347,26 @@ impl<'a> Checker<'a> {
         }
         if step.concurrency.is_some() && step.for_each.is_none() {
             let span = self.key_span(&format!("{base}/concurrency"));
-            self.sink.error(codes::FLOW_STEP_MISPLACED_KEY, span, "`concurrency` without `for_each`", "nothing to run concurrently").help =
-                Some("add `for_each: $.path.to.list` or remove `concurrency`".into());
+            self.sink
+                .error(
+                    codes::FLOW_STEP_MISPLACED_KEY,
+                    span,
+                    "`concurrency` without `for_each`",
+                    "nothing to run concurrently",
+                )
+                .help = Some("add `for_each: $.path.to.list` or remove `concurrency`".into());
         }
 
-        let outer = Scope { step: Some(i), in_loop: false, in_vars: false, _p: Default::default() };
-        let inner = Scope { in_loop: step.for_each.is_some(), ..outer };
+        let outer = Scope {
+            step: Some(i),
+            in_loop: false,
+            in_vars: false,
+            _p: Default::default(),
+        };
+        let inner = Scope {
+            in_loop: step.for_each.is_some(),
+            ..outer
+        };
         if step.for_each.is_some() {
             let node = self.node(&format!("{base}/for_each"));
             self.path_only(node, outer, "`for_each`");
@@ -246,7 +384,14 @@ impl<'a> Checker<'a> {
     fn resolve_call(&mut self, call: &str, span: Span) -> Option<&'a Operation> {
         let mut parts = call.splitn(3, '.');
         let (Some(conn), Some(api), Some(op)) = (parts.next(), parts.next(), parts.next()) else {
-            self.sink.error(codes::FLOW_CALL_SYNTAX, span, format!("`{call}` is not `connection.api.operation`"), "expected three dotted parts").help =
+            self.sink
+                .error(
+                    codes::FLOW_CALL_SYNTAX,
+                    span,
+                    format!("`{call}` is not `connection.api.operation`"),
+                    "expected three dotted parts",
+                )
+                .help =
                 Some("e.g. `ghl.contacts.get-contact`; `weft catalog` lists operations".into());
             return None;
         };
@@ -255,57 +400,121 @@ impl<'a> Checker<'a> {
         match catalog.lookup(connector, api, op) {
             Lookup::Found(found) => {
                 let scopes = found.scopes.clone();
-                self.scope_check(info, conn, &scopes, span, &format!("`{} {}`", found.method, found.path));
+                self.scope_check(
+                    info,
+                    conn,
+                    &scopes,
+                    span,
+                    &format!("`{} {}`", found.method, found.path),
+                );
                 Some(found)
             }
             Lookup::UnknownApi { known } => {
                 self.sink
-                    .error(codes::FLOW_CALL_UNKNOWN_API, span, format!("connector `{}` has no API `{api}`", connector.name), "unknown API")
+                    .error(
+                        codes::FLOW_CALL_UNKNOWN_API,
+                        span,
+                        format!("connector `{}` has no API `{api}`", connector.name),
+                        "unknown API",
+                    )
                     .help = Some(suggest(api, known));
                 None
             }
             Lookup::UnknownOperation { known } => {
                 // Also look across the connector's other APIs: the operation may just be filed elsewhere.
-                let elsewhere: Vec<String> =
-                    connector.operations().filter(|o| o.id == op).map(|o| format!("`{conn}.{}.{}`", o.api, o.id)).collect();
+                let elsewhere: Vec<String> = connector
+                    .operations()
+                    .filter(|o| o.id == op)
+                    .map(|o| format!("`{conn}.{}.{}`", o.api, o.id))
+                    .collect();
                 let help = if elsewhere.is_empty() {
-                    format!("{}; `weft catalog {} --search {}` lists operations", suggest(op, known), connector.name, op.split('-').next_back().unwrap_or(op))
+                    format!(
+                        "{}; `weft catalog {} --search {}` lists operations",
+                        suggest(op, known),
+                        connector.name,
+                        op.split('-').next_back().unwrap_or(op)
+                    )
                 } else {
                     format!("it exists as {}", elsewhere.join(", "))
                 };
                 self.sink
-                    .error(codes::FLOW_CALL_UNKNOWN_OPERATION, span, format!("`{}.{api}` has no operation `{op}`", connector.name), "unknown operation")
+                    .error(
+                        codes::FLOW_CALL_UNKNOWN_OPERATION,
+                        span,
+                        format!("`{}.{api}` has no operation `{op}`", connector.name),
+                        "unknown operation",
+                    )
                     .help = Some(help);
                 None
             }
             Lookup::Ambiguous(ops) => {
-                let routes: Vec<String> = ops.iter().map(|o| format!("`{conn}.{api}.{}`", o.route())).collect();
+                let routes: Vec<String> = ops
+                    .iter()
+                    .map(|o| format!("`{conn}.{api}.{}`", o.route()))
+                    .collect();
                 self.sink
-                    .error(codes::FLOW_CALL_AMBIGUOUS, span, format!("`{op}` names {} operations in `{}.{api}`", ops.len(), connector.name), "ambiguous")
-                    .help = Some(format!("address one by method and path: {}", routes.join(", ")));
+                    .error(
+                        codes::FLOW_CALL_AMBIGUOUS,
+                        span,
+                        format!(
+                            "`{op}` names {} operations in `{}.{api}`",
+                            ops.len(),
+                            connector.name
+                        ),
+                        "ambiguous",
+                    )
+                    .help = Some(format!(
+                    "address one by method and path: {}",
+                    routes.join(", ")
+                ));
                 None
             }
         }
     }
 
-    fn scope_check(&mut self, info: &ConnectionInfo, conn: &str, needed: &[String], span: Span, what: &str) {
+    fn scope_check(
+        &mut self,
+        info: &ConnectionInfo,
+        conn: &str,
+        needed: &[String],
+        span: Span,
+        what: &str,
+    ) {
         let Some(declared) = &info.scopes else { return };
         if needed.is_empty() || needed.iter().any(|s| declared.contains(s)) {
             return;
         }
         let list: Vec<String> = needed.iter().map(|s| format!("`{s}`")).collect();
         self.sink
-            .error(codes::FLOW_SCOPE_MISSING, span, format!("connection `{conn}` lacks a scope for {what}"), format!("needs {}", list.join(" or ")))
-            .help = Some(format!("add {} to `connections.{conn}.scopes` in weft.yaml (and grant it to the app)", list[0]));
+            .error(
+                codes::FLOW_SCOPE_MISSING,
+                span,
+                format!("connection `{conn}` lacks a scope for {what}"),
+                format!("needs {}", list.join(" or ")),
+            )
+            .help = Some(format!(
+            "add {} to `connections.{conn}.scopes` in weft.yaml (and grant it to the app)",
+            list[0]
+        ));
     }
 
     // ---- requests ---------------------------------------------------------------------------------
 
     fn request(&mut self, step: &Step, op: &'a Operation, base: &str, call_span: Span) {
-        let bound: Vec<String> = step.path.as_ref().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+        let bound: Vec<String> = step
+            .path
+            .as_ref()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
         self.check_path_params(op, bound, &format!("{base}/path"), call_span);
         if let Some(q) = &step.query {
-            self.params(op, ParamIn::Query, q.keys(), &format!("{base}/query"), "query parameter");
+            self.params(
+                op,
+                ParamIn::Query,
+                q.keys(),
+                &format!("{base}/query"),
+                "query parameter",
+            );
         }
         let missing_query: Vec<&str> = op
             .params
@@ -315,9 +524,18 @@ impl<'a> Checker<'a> {
             .map(|p| p.name.as_str())
             .collect();
         for name in missing_query {
-            let span = if step.query.is_some() { self.key_span(&format!("{base}/query")) } else { call_span };
+            let span = if step.query.is_some() {
+                self.key_span(&format!("{base}/query"))
+            } else {
+                call_span
+            };
             self.sink
-                .error(codes::FLOW_REQUEST_MISSING_FIELD, span, format!("`{}` requires the query parameter `{name}`", op.qualified()), format!("`{name}` missing"))
+                .error(
+                    codes::FLOW_REQUEST_MISSING_FIELD,
+                    span,
+                    format!("`{}` requires the query parameter `{name}`", op.qualified()),
+                    format!("`{name}` missing"),
+                )
                 .help = Some(format!("add `query: {{ {name}: ... }}`"));
         }
         match (&op.body, &step.body) {
@@ -329,7 +547,12 @@ impl<'a> Checker<'a> {
             }
             (Some(_), None) if op.body_required => {
                 self.sink
-                    .error(codes::FLOW_REQUEST_MISSING_FIELD, call_span, format!("`{}` requires a request body", op.qualified()), "body missing")
+                    .error(
+                        codes::FLOW_REQUEST_MISSING_FIELD,
+                        call_span,
+                        format!("`{}` requires a request body", op.qualified()),
+                        "body missing",
+                    )
                     .help = Some(missing_body_help(op));
             }
             (Some(schema), Some(_)) => {
@@ -340,7 +563,13 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn check_path_params(&mut self, op: &Operation, bound: Vec<String>, pointer: &str, call_span: Span) {
+    fn check_path_params(
+        &mut self,
+        op: &Operation,
+        bound: Vec<String>,
+        pointer: &str,
+        call_span: Span,
+    ) {
         let wanted: Vec<&str> = op.path_params().collect();
         for name in &bound {
             if !wanted.contains(&name.as_str()) {
@@ -348,33 +577,70 @@ impl<'a> Checker<'a> {
                 let help = if wanted.is_empty() {
                     format!("`{}` has no path parameters; remove `path:`", op.path)
                 } else {
-                    format!("{} (the path is `{}`)", suggest(name, wanted.iter().copied()), op.path)
+                    format!(
+                        "{} (the path is `{}`)",
+                        suggest(name, wanted.iter().copied()),
+                        op.path
+                    )
                 };
                 self.sink
-                    .error(codes::FLOW_REQUEST_UNKNOWN_PATH_PARAM, span, format!("`{}` has no path parameter `{name}`", op.path), "not in the path")
+                    .error(
+                        codes::FLOW_REQUEST_UNKNOWN_PATH_PARAM,
+                        span,
+                        format!("`{}` has no path parameter `{name}`", op.path),
+                        "not in the path",
+                    )
                     .help = Some(help);
             }
         }
         for name in wanted {
             if !bound.iter().any(|b| b == name) {
                 self.sink
-                    .error(codes::FLOW_REQUEST_MISSING_PATH_PARAM, call_span, format!("path parameter `{name}` of `{}` is not bound", op.path), format!("`{{{name}}}` needs a value"))
-                    .help = Some(format!("add `path: {{ {name}: $.trigger... }}` to the step"));
+                    .error(
+                        codes::FLOW_REQUEST_MISSING_PATH_PARAM,
+                        call_span,
+                        format!("path parameter `{name}` of `{}` is not bound", op.path),
+                        format!("`{{{name}}}` needs a value"),
+                    )
+                    .help = Some(format!(
+                    "add `path: {{ {name}: $.trigger... }}` to the step"
+                ));
             }
         }
     }
 
     /// Query (or header) keys against the operation's declared parameters, plus literal types.
-    fn params<'k>(&mut self, op: &Operation, location: ParamIn, keys: impl Iterator<Item = &'k String>, pointer: &str, what: &str) {
-        let known: Vec<&str> = op.params.iter().filter(|p| p.location == location).map(|p| p.name.as_str()).collect();
+    fn params<'k>(
+        &mut self,
+        op: &Operation,
+        location: ParamIn,
+        keys: impl Iterator<Item = &'k String>,
+        pointer: &str,
+        what: &str,
+    ) {
+        let known: Vec<&str> = op
+            .params
+            .iter()
+            .filter(|p| p.location == location)
+            .map(|p| p.name.as_str())
+            .collect();
         for key in keys {
             let p = format!("{pointer}/{}", escape(key));
             match op.param(location, key) {
                 None => {
                     let span = self.key_span(&p);
-                    let help = if known.is_empty() { format!("`{} {}` takes no {what}s", op.method, op.path) } else { suggest(key, known.iter().copied()) };
+                    let help = if known.is_empty() {
+                        format!("`{} {}` takes no {what}s", op.method, op.path)
+                    } else {
+                        suggest(key, known.iter().copied())
+                    };
                     self.sink
-                        .error(codes::FLOW_REQUEST_UNKNOWN_FIELD, span, format!("`{}` has no {what} `{key}`", op.qualified()), "unknown")
+                        .error(
+                            codes::FLOW_REQUEST_UNKNOWN_FIELD,
+                            span,
+                            format!("`{}` has no {what} `{key}`", op.qualified()),
+                            "unknown",
+                        )
                         .help = Some(help);
                 }
                 Some(param) => {
@@ -393,35 +659,76 @@ impl<'a> Checker<'a> {
         let doc = &op.doc;
         match classify(node) {
             ValueKind::Map => {
-                let Kind::Map(entries) = &node.kind else { return };
+                let Kind::Map(entries) = &node.kind else {
+                    return;
+                };
                 let shape = Shape::of(doc, schema);
                 if !shape.types.is_empty() && !shape.types.iter().any(|t| t == "object") {
-                    self.sink.error(codes::FLOW_REQUEST_TYPE, node.span, format!("`{label}` must be {}, found a mapping", article(&shape.types.join(" or "))), "wrong type");
+                    self.sink.error(
+                        codes::FLOW_REQUEST_TYPE,
+                        node.span,
+                        format!(
+                            "`{label}` must be {}, found a mapping",
+                            article(&shape.types.join(" or "))
+                        ),
+                        "wrong type",
+                    );
                     return;
                 }
                 if !shape.open {
                     for e in entries {
                         if !shape.properties.contains_key(&e.key) {
-                            let known: Vec<&str> = shape.properties.keys().map(String::as_str).collect();
+                            let known: Vec<&str> =
+                                shape.properties.keys().map(String::as_str).collect();
                             self.sink
-                                .error(codes::FLOW_REQUEST_UNKNOWN_FIELD, e.key_span, format!("`{}` does not accept the field `{label}.{}`", op.qualified(), e.key), "unknown field")
-                                .help = Some(match crate::diag::did_you_mean(&e.key, known.iter().copied()).first() {
-                                    Some(close) => format!("did you mean `{close}`? The operation's fields are {}", list(&known)),
+                                .error(
+                                    codes::FLOW_REQUEST_UNKNOWN_FIELD,
+                                    e.key_span,
+                                    format!(
+                                        "`{}` does not accept the field `{label}.{}`",
+                                        op.qualified(),
+                                        e.key
+                                    ),
+                                    "unknown field",
+                                )
+                                .help = Some(
+                                match crate::diag::did_you_mean(&e.key, known.iter().copied())
+                                    .first()
+                                {
+                                    Some(close) => format!(
+                                        "did you mean `{close}`? The operation's fields are {}",
+                                        list(&known)
+                                    ),
                                     None => format!("the operation's fields are {}", list(&known)),
-                                });
+                                },
+                            );
                         }
                     }
                 }
                 for req in &shape.required {
                     if !entries.iter().any(|e| &e.key == req) {
                         self.sink
-                            .error(codes::FLOW_REQUEST_MISSING_FIELD, Span::at(node.span.start), format!("`{label}` is missing the required field `{req}`"), format!("`{req}` missing"))
-                            .help = Some(format!("add `{req}:` to `{label}` ({})", describe_field(doc, shape.properties.get(req).copied())));
+                            .error(
+                                codes::FLOW_REQUEST_MISSING_FIELD,
+                                Span::at(node.span.start),
+                                format!("`{label}` is missing the required field `{req}`"),
+                                format!("`{req}` missing"),
+                            )
+                            .help = Some(format!(
+                            "add `{req}:` to `{label}` ({})",
+                            describe_field(doc, shape.properties.get(req).copied())
+                        ));
                     }
                 }
                 for e in entries {
                     if let Some(field) = shape.properties.get(&e.key) {
-                        self.body(op, field, &e.value, &format!("{label}.{}", e.key), depth + 1);
+                        self.body(
+                            op,
+                            field,
+                            &e.value,
+                            &format!("{label}.{}", e.key),
+                            depth + 1,
+                        );
                     }
                 }
             }
@@ -429,7 +736,15 @@ impl<'a> Checker<'a> {
                 let schema = deref(doc, schema);
                 let shape = Shape::of(doc, schema);
                 if !shape.types.is_empty() && !shape.types.iter().any(|t| t == "array") {
-                    self.sink.error(codes::FLOW_REQUEST_TYPE, node.span, format!("`{label}` must be {}, found a list", article(&shape.types.join(" or "))), "wrong type");
+                    self.sink.error(
+                        codes::FLOW_REQUEST_TYPE,
+                        node.span,
+                        format!(
+                            "`{label}` must be {}, found a list",
+                            article(&shape.types.join(" or "))
+                        ),
+                        "wrong type",
+                    );
                     return;
                 }
                 if let (Some(items), Kind::Seq(elems)) = (schema.get("items"), &node.kind) {
@@ -458,11 +773,21 @@ impl<'a> Checker<'a> {
             let found = node.type_name();
             let help = match (&lit, expected.as_str()) {
                 (Value::Number(n), "string") => format!("quote it: `\"{n}\"`"),
-                (Value::String(s), "number" | "integer") if s.parse::<f64>().is_ok() => format!("remove the quotes: `{s}`"),
+                (Value::String(s), "number" | "integer") if s.parse::<f64>().is_ok() => {
+                    format!("remove the quotes: `{s}`")
+                }
                 _ => format!("`{label}` is {expected}"),
             };
             self.sink
-                .error(codes::FLOW_REQUEST_TYPE, node.span, format!("`{label}` must be {}, found {found} {lit}", article(&expected)), format!("expected {expected}"))
+                .error(
+                    codes::FLOW_REQUEST_TYPE,
+                    node.span,
+                    format!(
+                        "`{label}` must be {}, found {found} {lit}",
+                        article(&expected)
+                    ),
+                    format!("expected {expected}"),
+                )
                 .help = Some(help);
         }
     }
@@ -517,8 +842,14 @@ impl<'a> Checker<'a> {
         match node.as_str() {
             Some(s) if crate::dsl::value::is_path(s) => self.path(s, node.span, scope),
             _ => {
-                self.sink.error(codes::FLOW_PATH_SYNTAX, node.span, format!("{what} must be a JSONPath"), "not a JSONPath").help =
-                    Some("start it with `$.`, e.g. `$.steps.list.items`".into());
+                self.sink
+                    .error(
+                        codes::FLOW_PATH_SYNTAX,
+                        node.span,
+                        format!("{what} must be a JSONPath"),
+                        "not a JSONPath",
+                    )
+                    .help = Some("start it with `$.`, e.g. `$.steps.list.items`".into());
             }
         }
     }
@@ -526,7 +857,11 @@ impl<'a> Checker<'a> {
     fn path(&mut self, path: &str, span: Span, scope: Scope) {
         if let Err(e) = serde_json_path::JsonPath::parse(path) {
             // Plain scalars span exactly the text; point at the character when we can.
-            let at = if span.len() == path.len() { Span::new(span.start + e.position(), span.start + e.position() + 1) } else { span };
+            let at = if span.len() == path.len() {
+                Span::new(span.start + e.position(), span.start + e.position() + 1)
+            } else {
+                span
+            };
             self.sink.error(codes::FLOW_PATH_SYNTAX, at, format!("invalid JSONPath `{path}`: {}", e.message()), "does not parse").help =
                 Some("write an RFC 9535 JSONPath, e.g. `$.trigger.payload.payment.entity.email` or `$.steps.find.contact.id`; quote odd names: `$['my key']`".into());
             return;
@@ -554,7 +889,18 @@ impl<'a> Checker<'a> {
             }
         };
         // The text around the expressions is literal: a token pasted there leaks like any other literal.
-        let literal_text: String = source.split("${{").enumerate().map(|(i, part)| if i == 0 { part } else { part.split_once("}}").map_or("", |(_, rest)| rest) }).collect::<Vec<_>>().join(" ");
+        let literal_text: String = source
+            .split("${{")
+            .enumerate()
+            .map(|(i, part)| {
+                if i == 0 {
+                    part
+                } else {
+                    part.split_once("}}").map_or("", |(_, rest)| rest)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
         for word in literal_text.split_whitespace() {
             if let Some(what) = looks_like_secret(word) {
                 self.sink
@@ -579,16 +925,30 @@ impl<'a> Checker<'a> {
     fn reference(&mut self, root: &str, rest: &[String], span: Span, scope: Scope, kind: &str) {
         let loop_only = matches!(root, "item" | "index");
         if !ROOTS.contains(&root) || (loop_only && !scope.in_loop) {
-            let available: Vec<&str> = ROOTS.iter().copied().filter(|r| scope.in_loop || !matches!(*r, "item" | "index")).collect();
+            let available: Vec<&str> = ROOTS
+                .iter()
+                .copied()
+                .filter(|r| scope.in_loop || !matches!(*r, "item" | "index"))
+                .collect();
             let (code, msg) = if kind == "template" {
-                (codes::FLOW_TEMPLATE_UNKNOWN_VARIABLE, format!("the template uses `{root}`, which does not exist here"))
+                (
+                    codes::FLOW_TEMPLATE_UNKNOWN_VARIABLE,
+                    format!("the template uses `{root}`, which does not exist here"),
+                )
             } else {
-                (codes::FLOW_PATH_UNKNOWN_ROOT, format!("the path starts from `{root}`, which does not exist here"))
+                (
+                    codes::FLOW_PATH_UNKNOWN_ROOT,
+                    format!("the path starts from `{root}`, which does not exist here"),
+                )
             };
             let help = if loop_only {
                 format!("`{root}` exists only inside a step with `for_each`")
             } else {
-                format!("{}; the run context is `{{{}}}`", suggest(root, available.iter().copied()), available.join(", "))
+                format!(
+                    "{}; the run context is `{{{}}}`",
+                    suggest(root, available.iter().copied()),
+                    available.join(", ")
+                )
             };
             self.sink.error(code, span, msg, "unknown name").help = Some(help);
             return;
@@ -599,23 +959,56 @@ impl<'a> Checker<'a> {
             ("steps", None) if scope.in_vars => self.step_ref("", span, scope),
             ("vars", Some(name)) => {
                 if scope.in_vars {
-                    self.sink.error(codes::FLOW_REF_UNKNOWN_VAR, span, format!("`vars.{name}` is read while vars are being defined"), "not yet defined").help =
-                        Some("vars may use `trigger`, `event` and `connections`, not each other".into());
+                    self.sink
+                        .error(
+                            codes::FLOW_REF_UNKNOWN_VAR,
+                            span,
+                            format!("`vars.{name}` is read while vars are being defined"),
+                            "not yet defined",
+                        )
+                        .help = Some(
+                        "vars may use `trigger`, `event` and `connections`, not each other".into(),
+                    );
                 } else if !self.flow.vars.contains_key(name) {
                     let known: Vec<&str> = self.flow.vars.keys().map(String::as_str).collect();
-                    self.sink.error(codes::FLOW_REF_UNKNOWN_VAR, span, format!("the flow declares no var `{name}`"), "unknown var").help =
-                        Some(format!("{}; declare it under `vars:`", suggest(name, known)));
+                    self.sink
+                        .error(
+                            codes::FLOW_REF_UNKNOWN_VAR,
+                            span,
+                            format!("the flow declares no var `{name}`"),
+                            "unknown var",
+                        )
+                        .help = Some(format!(
+                        "{}; declare it under `vars:`",
+                        suggest(name, known)
+                    ));
                 }
             }
             ("connections", Some(name)) => {
                 if !self.ctx.connections.contains_key(name) {
-                    let known: Vec<&str> = self.ctx.connections.keys().map(String::as_str).collect();
-                    self.sink.error(codes::FLOW_REF_UNKNOWN_CONNECTION, span, format!("connection `{name}` is not declared"), "unknown connection").help =
-                        Some(suggest(name, known));
+                    let known: Vec<&str> =
+                        self.ctx.connections.keys().map(String::as_str).collect();
+                    self.sink
+                        .error(
+                            codes::FLOW_REF_UNKNOWN_CONNECTION,
+                            span,
+                            format!("connection `{name}` is not declared"),
+                            "unknown connection",
+                        )
+                        .help = Some(suggest(name, known));
                 } else if let Some(field) = rest.get(1) {
                     if !CONNECTION_FIELDS.contains(&field.as_str()) {
-                        self.sink.error(codes::FLOW_REF_UNKNOWN_CONNECTION, span, format!("connections expose no field `{field}`"), "unknown field").help =
-                            Some(format!("{} (credentials are never readable from flows)", suggest(field, CONNECTION_FIELDS.iter().copied())));
+                        self.sink
+                            .error(
+                                codes::FLOW_REF_UNKNOWN_CONNECTION,
+                                span,
+                                format!("connections expose no field `{field}`"),
+                                "unknown field",
+                            )
+                            .help = Some(format!(
+                            "{} (credentials are never readable from flows)",
+                            suggest(field, CONNECTION_FIELDS.iter().copied())
+                        ));
                     }
                 }
             }
@@ -627,12 +1020,25 @@ impl<'a> Checker<'a> {
     fn step_ref(&mut self, id: &str, span: Span, scope: Scope) {
         let position = self.flow.steps.iter().position(|s| s.id == id);
         let current = scope.step.unwrap_or(0);
-        let earlier: Vec<&str> = self.flow.steps[..scope.step.unwrap_or(0)].iter().map(|s| s.id.as_str()).collect();
+        let earlier: Vec<&str> = self.flow.steps[..scope.step.unwrap_or(0)]
+            .iter()
+            .map(|s| s.id.as_str())
+            .collect();
         match position {
             None => {
                 let all: Vec<&str> = self.flow.steps.iter().map(|s| s.id.as_str()).collect();
-                self.sink.error(codes::FLOW_REF_UNKNOWN_STEP, span, format!("there is no step `{id}`"), "unknown step").help =
-                    Some(if earlier.is_empty() { format!("no step runs before this one; steps are {}", list(&all)) } else { suggest(id, earlier) });
+                self.sink
+                    .error(
+                        codes::FLOW_REF_UNKNOWN_STEP,
+                        span,
+                        format!("there is no step `{id}`"),
+                        "unknown step",
+                    )
+                    .help = Some(if earlier.is_empty() {
+                    format!("no step runs before this one; steps are {}", list(&all))
+                } else {
+                    suggest(id, earlier)
+                });
             }
             Some(p) if scope.step.is_none() || p >= current => {
                 let why = if scope.step.is_none() {
@@ -642,8 +1048,16 @@ impl<'a> Checker<'a> {
                 } else {
                     format!("step `{id}` runs after this one")
                 };
-                self.sink.error(codes::FLOW_REF_LATER_STEP, span, format!("`steps.{id}` is read before it exists"), "not run yet").help =
-                    Some(format!("{why}; move this step after `{id}`, or read an earlier step"));
+                self.sink
+                    .error(
+                        codes::FLOW_REF_LATER_STEP,
+                        span,
+                        format!("`steps.{id}` is read before it exists"),
+                        "not run yet",
+                    )
+                    .help = Some(format!(
+                    "{why}; move this step after `{id}`, or read an earlier step"
+                ));
             }
             _ => {}
         }
@@ -674,13 +1088,29 @@ impl<'a> Checker<'a> {
                 walked.push_str(name);
                 continue;
             }
-            if shape.open || node.get("additionalProperties").is_some_and(|a| a.is_object()) {
+            if shape.open
+                || node
+                    .get("additionalProperties")
+                    .is_some_and(|a| a.is_object())
+            {
                 return self.open_field(&format!("{walked}.{name}"), span, event);
             }
             let known: Vec<&str> = shape.properties.keys().map(String::as_str).collect();
             self.sink
-                .error(codes::FLOW_TRIGGER_UNKNOWN_FIELD, span, format!("`{walked}` has no field `{name}` in `{}` events", event.name), "unknown field")
-                .help = Some(format!("{}; `{walked}` has {}", suggest(name, known.iter().copied()), list(&known)));
+                .error(
+                    codes::FLOW_TRIGGER_UNKNOWN_FIELD,
+                    span,
+                    format!(
+                        "`{walked}` has no field `{name}` in `{}` events",
+                        event.name
+                    ),
+                    "unknown field",
+                )
+                .help = Some(format!(
+                "{}; `{walked}` has {}",
+                suggest(name, known.iter().copied()),
+                list(&known)
+            ));
             return;
         }
     }
@@ -689,7 +1119,10 @@ impl<'a> Checker<'a> {
         self.sink.warning(
             codes::FLOW_TRIGGER_OPEN_FIELD,
             span,
-            format!("`{walked}` is not described by the `{}` payload schema", event.name),
+            format!(
+                "`{walked}` is not described by the `{}` payload schema",
+                event.name
+            ),
             "unchecked",
         );
     }
@@ -718,14 +1151,23 @@ fn list(items: &[&str]) -> String {
         return "none".into();
     }
     let shown: Vec<String> = items.iter().take(15).map(|i| format!("`{i}`")).collect();
-    let more = if items.len() > 15 { format!(" and {} more", items.len() - 15) } else { String::new() };
+    let more = if items.len() > 15 {
+        format!(" and {} more", items.len() - 15)
+    } else {
+        String::new()
+    };
     format!("{}{more}", shown.join(", "))
 }
 
 fn describe_field(doc: &Value, schema: Option<&Value>) -> String {
-    let Some(schema) = schema.map(|s| deref(doc, s)) else { return "see `weft catalog`".into() };
+    let Some(schema) = schema.map(|s| deref(doc, s)) else {
+        return "see `weft catalog`".into();
+    };
     let ty = Shape::of(doc, schema).types.join(" or ");
-    let desc = schema.get("description").and_then(Value::as_str).unwrap_or_default();
+    let desc = schema
+        .get("description")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     match (ty.is_empty(), desc.is_empty()) {
         (false, false) => format!("{ty}: {desc}"),
         (false, true) => ty,
@@ -739,7 +1181,14 @@ fn missing_body_help(op: &Operation) -> String {
     if required.is_empty() {
         "add `body: {...}`; `weft catalog` shows its fields".into()
     } else {
-        format!("add `body:` with at least {}", required.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", "))
+        format!(
+            "add `body:` with at least {}",
+            required
+                .iter()
+                .map(|r| format!("`{r}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }
 
@@ -748,5 +1197,9 @@ fn valid_timezone(tz: &str) -> bool {
         return true;
     }
     let b = tz.as_bytes();
-    b.len() == 6 && (b[0] == b'+' || b[0] == b'-') && b[3] == b':' && tz[1..3].parse::<u8>().is_ok_and(|h| h <= 14) && tz[4..6].parse::<u8>().is_ok_and(|m| m < 60)
+    b.len() == 6
+        && (b[0] == b'+' || b[0] == b'-')
+        && b[3] == b':'
+        && tz[1..3].parse::<u8>().is_ok_and(|h| h <= 14)
+        && tz[4..6].parse::<u8>().is_ok_and(|m| m < 60)
 }

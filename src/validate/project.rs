@@ -44,14 +44,31 @@ impl ProjectContext {
         let connections = catalog
             .connectors
             .keys()
-            .map(|name| (name.clone(), ConnectionInfo { connector: name.clone(), scopes: None, config: None }))
+            .map(|name| {
+                (
+                    name.clone(),
+                    ConnectionInfo {
+                        connector: name.clone(),
+                        scopes: None,
+                        config: None,
+                    },
+                )
+            })
             .collect();
-        ProjectContext { file: None, project: Project::default(), connections, catalog, diagnostics }
+        ProjectContext {
+            file: None,
+            project: Project::default(),
+            connections,
+            catalog,
+            diagnostics,
+        }
     }
 
     /// Load and check a project file (or the implicit project when `path` is `None`).
     pub fn load(path: Option<&Path>) -> ProjectContext {
-        let Some(path) = path else { return ProjectContext::implicit() };
+        let Some(path) = path else {
+            return ProjectContext::implicit();
+        };
         let mut ctx = ProjectContext::implicit();
         ctx.connections.clear();
         let file = match load::read(path) {
@@ -63,7 +80,8 @@ impl ProjectContext {
         };
         // Project connectors first, so that the connections below can name them.
         let base = path.parent().unwrap_or(Path::new("."));
-        ctx.diagnostics.extend(ctx.catalog.add_dir(&base.join("connectors")));
+        ctx.diagnostics
+            .extend(ctx.catalog.add_dir(&base.join("connectors")));
         let root = match load::parse(&file) {
             Ok(r) => r,
             Err(d) => {
@@ -78,19 +96,29 @@ impl ProjectContext {
             match serde_json::from_value::<Project>(json) {
                 Ok(project) => {
                     for extra in &project.connectors {
-                        sink.diagnostics.extend(ctx.catalog.add_dir(&base.join(extra)));
+                        sink.diagnostics
+                            .extend(ctx.catalog.add_dir(&base.join(extra)));
                     }
                     check(&root, &project, &ctx.catalog, &mut sink);
                     for (name, conn) in &project.connections {
                         ctx.connections.insert(
                             name.clone(),
-                            ConnectionInfo { connector: conn.connector.clone(), scopes: conn.scopes.clone(), config: Some(conn.clone()) },
+                            ConnectionInfo {
+                                connector: conn.connector.clone(),
+                                scopes: conn.scopes.clone(),
+                                config: Some(conn.clone()),
+                            },
                         );
                     }
                     ctx.project = project;
                 }
                 Err(e) if !sink.has_errors() => {
-                    sink.error(codes::SCHEMA_INVALID, root.span, format!("weft.yaml does not match the format: {e}"), "here");
+                    sink.error(
+                        codes::SCHEMA_INVALID,
+                        root.span,
+                        format!("weft.yaml does not match the format: {e}"),
+                        "here",
+                    );
                 }
                 Err(_) => {}
             }
@@ -113,7 +141,11 @@ impl ProjectContext {
                     for (name, conn) in &project.connections {
                         ctx.connections.insert(
                             name.clone(),
-                            ConnectionInfo { connector: conn.connector.clone(), scopes: conn.scopes.clone(), config: Some(conn.clone()) },
+                            ConnectionInfo {
+                                connector: conn.connector.clone(),
+                                scopes: conn.scopes.clone(),
+                                config: Some(conn.clone()),
+                            },
                         );
                     }
                     ctx.project = project;
@@ -129,47 +161,84 @@ impl ProjectContext {
 /// Meaning checks of weft.yaml: connectors exist, auth fits the scheme, scopes are known.
 fn check(root: &Node, project: &Project, catalog: &Catalog, sink: &mut Sink) {
     for (name, conn) in &project.connections {
-        let at = |rest: &str| root.at_pointer(&format!("/connections/{name}{rest}")).0.span;
+        let at = |rest: &str| {
+            root.at_pointer(&format!("/connections/{name}{rest}"))
+                .0
+                .span
+        };
         let Some(connector) = catalog.connector(&conn.connector) else {
             let known: Vec<&str> = catalog.connectors.keys().map(String::as_str).collect();
             sink.error(
                 codes::PROJECT_UNKNOWN_CONNECTOR,
                 at("/connector"),
-                format!("connection `{name}` uses connector `{}`, which does not exist", conn.connector),
+                format!(
+                    "connection `{name}` uses connector `{}`, which does not exist",
+                    conn.connector
+                ),
                 "unknown connector",
             )
-            .help = Some(format!("{}; or add `connectors/{}/connector.yaml` next to weft.yaml", suggest(&conn.connector, known), conn.connector));
+            .help = Some(format!(
+                "{}; or add `connectors/{}/connector.yaml` next to weft.yaml",
+                suggest(&conn.connector, known),
+                conn.connector
+            ));
             continue;
         };
         let auth = conn.auth.clone().unwrap_or_default();
         let needed: &[(&str, bool)] = match connector.manifest.auth.scheme {
             AuthScheme::None => &[],
             AuthScheme::Bearer => &[("token", auth.token.is_some())],
-            AuthScheme::Basic => &[("username", auth.username.is_some()), ("password", auth.password.is_some())],
+            AuthScheme::Basic => &[
+                ("username", auth.username.is_some()),
+                ("password", auth.password.is_some()),
+            ],
             AuthScheme::Header => &[("api_key", auth.api_key.is_some())],
             // OAuth apps also take a ready access token (GHL private integration tokens).
             AuthScheme::Oauth2 if auth.token.is_some() => &[],
-            AuthScheme::Oauth2 => &[("client_id", auth.client_id.is_some()), ("client_secret", auth.client_secret.is_some())],
+            AuthScheme::Oauth2 => &[
+                ("client_id", auth.client_id.is_some()),
+                ("client_secret", auth.client_secret.is_some()),
+            ],
             AuthScheme::Url => &[("url", auth.url.is_some())],
         };
-        let missing: Vec<&str> = needed.iter().filter(|(_, present)| !present).map(|(k, _)| *k).collect();
+        let missing: Vec<&str> = needed
+            .iter()
+            .filter(|(_, present)| !present)
+            .map(|(k, _)| *k)
+            .collect();
         // A bearer connector may also be used with OAuth (GHL): client credentials stand in for a token.
-        let oauth_instead = connector.manifest.auth.scheme == AuthScheme::Bearer && auth.client_id.is_some() && auth.client_secret.is_some();
+        let oauth_instead = connector.manifest.auth.scheme == AuthScheme::Bearer
+            && auth.client_id.is_some()
+            && auth.client_secret.is_some();
         if !missing.is_empty() && !oauth_instead {
             let keys: Vec<String> = missing.iter().map(|k| format!("`{k}`")).collect();
-            let example = format!("auth: {{ {}: {{ env: {}_{} }} }}", missing[0], name.to_uppercase().replace('-', "_"), missing[0].to_uppercase());
+            let example = format!(
+                "auth: {{ {}: {{ env: {}_{} }} }}",
+                missing[0],
+                name.to_uppercase().replace('-', "_"),
+                missing[0].to_uppercase()
+            );
             sink.error(
                 codes::PROJECT_AUTH,
                 at(if conn.auth.is_some() { "/auth" } else { "" }),
-                format!("connection `{name}` uses `{}` auth and needs {}", scheme_name(connector.manifest.auth.scheme), keys.join(" and ")),
+                format!(
+                    "connection `{name}` uses `{}` auth and needs {}",
+                    scheme_name(connector.manifest.auth.scheme),
+                    keys.join(" and ")
+                ),
                 "credentials missing",
             )
             .help = Some(format!("add e.g. `{example}`"));
         }
         for (key, secret) in secret_refs(conn) {
             if secret.env.is_some() == secret.file.is_some() {
-                sink.error(codes::PROJECT_AUTH, at(&key), "a secret reference needs exactly one of `env` or `file`", "here")
-                    .help = Some("write `{ env: NAME }` or `{ file: path }`".into());
+                sink.error(
+                    codes::PROJECT_AUTH,
+                    at(&key),
+                    "a secret reference needs exactly one of `env` or `file`",
+                    "here",
+                )
+                .help = Some("write `{ env: NAME }` or `{ file: path }`".into());
             }
         }
         if let (Some(scopes), false) = (&conn.scopes, connector.known_scopes.is_empty()) {
@@ -181,7 +250,10 @@ fn check(root: &Node, project: &Project, catalog: &Catalog, sink: &mut Sink) {
                         format!("`{scope}` is not a {} scope", connector.name),
                         "unknown scope",
                     )
-                    .help = Some(suggest(scope, connector.known_scopes.iter().map(String::as_str)));
+                    .help = Some(suggest(
+                        scope,
+                        connector.known_scopes.iter().map(String::as_str),
+                    ));
                 }
             }
         }
