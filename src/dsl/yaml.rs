@@ -142,9 +142,18 @@ pub fn parse(file: &SourceFile) -> Result<Option<Node>, Vec<Diagnostic>> {
     let mut parser = Parser::new_from_str(text);
     if let Err(e) = parser.load(&mut loader, true) {
         let at = loader.offsets.byte(e.marker().index());
-        let d = Diagnostic::error(codes::YAML_SYNTAX, format!("invalid YAML: {}", e.info()))
-            .label(Span::at(at), e.info().to_string())
-            .in_file(file);
+        // The parser has its own nesting bound (hit before ours on flow collections); same problem, same code.
+        let d = if e.info().contains("recursion limit") {
+            Diagnostic::error(
+                codes::YAML_TOO_DEEP,
+                format!("nesting deeper than the parser allows ({})", e.info()),
+            )
+            .label(Span::at(at), "too deep here")
+        } else {
+            Diagnostic::error(codes::YAML_SYNTAX, format!("invalid YAML: {}", e.info()))
+                .label(Span::at(at), e.info().to_string())
+        }
+        .in_file(file);
         loader.diagnostics.push(d);
     }
     if !loader.diagnostics.is_empty() {
