@@ -74,6 +74,9 @@ pub struct Auth {
     /// With `oauth2`: the grant type.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grant: Option<OAuthGrant>,
+    /// Credentials may be left out (a relay whose URL is its own secret, an open endpoint).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

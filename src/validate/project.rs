@@ -210,7 +210,8 @@ fn check(root: &Node, project: &Project, catalog: &Catalog, sink: &mut Sink) {
         let oauth_instead = connector.manifest.auth.scheme == AuthScheme::Bearer
             && auth.client_id.is_some()
             && auth.client_secret.is_some();
-        if !missing.is_empty() && !oauth_instead {
+        let optional = connector.manifest.auth.optional && conn.auth.is_none();
+        if !missing.is_empty() && !oauth_instead && !optional {
             let keys: Vec<String> = missing.iter().map(|k| format!("`{k}`")).collect();
             let example = format!(
                 "auth: {{ {}: {{ env: {}_{} }} }}",
