@@ -15,18 +15,12 @@ pub struct Span {
 
 impl Span {
     pub fn new(start: usize, end: usize) -> Self {
-        Span {
-            start,
-            end: end.max(start),
-        }
+        Span { start, end: end.max(start) }
     }
 
     /// An empty span at `offset`, for "something is missing here" labels.
     pub fn at(offset: usize) -> Self {
-        Span {
-            start: offset,
-            end: offset,
-        }
+        Span { start: offset, end: offset }
     }
 
     pub fn len(&self) -> usize {
@@ -63,14 +57,7 @@ impl SourceFile {
         let text = text.into();
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        SourceFile {
-            inner: Arc::new(SourceInner {
-                name: display_name(&path),
-                path,
-                text,
-                line_starts,
-            }),
-        }
+        SourceFile { inner: Arc::new(SourceInner { name: display_name(&path), path, text, line_starts }) }
     }
 
     /// The name diagnostics print: the path as the user gave it, with `/` separators.
@@ -94,11 +81,7 @@ impl SourceFile {
             Err(i) => i - 1,
         };
         let start = self.inner.line_starts[line];
-        let column = self
-            .inner
-            .text
-            .get(start..offset)
-            .map_or(offset - start, |s| s.chars().count());
+        let column = self.inner.text.get(start..offset).map_or(offset - start, |s| s.chars().count());
         (line + 1, column + 1)
     }
 

@@ -80,9 +80,7 @@ impl Catalog {
         names.sort();
         let mut problems = Vec::new();
         for name in names {
-            let files = Embedded {
-                prefix: format!("{name}/"),
-            };
+            let files = Embedded { prefix: format!("{name}/") };
             match load_connector(&files, &format!("built-in:{name}")) {
                 Ok(c) => {
                     catalog.connectors.insert(c.name.clone(), c);
@@ -104,16 +102,11 @@ impl Catalog {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return problems;
         };
-        let mut folders: Vec<PathBuf> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.join("connector.yaml").is_file())
-            .collect();
+        let mut folders: Vec<PathBuf> =
+            entries.flatten().map(|e| e.path()).filter(|p| p.join("connector.yaml").is_file()).collect();
         folders.sort();
         for folder in folders {
-            let files = Folder {
-                root: folder.clone(),
-            };
+            let files = Folder { root: folder.clone() };
             match load_connector(&files, &folder.display().to_string()) {
                 Ok(c) => {
                     self.connectors.insert(c.name.clone(), c);
@@ -135,9 +128,7 @@ impl Catalog {
     /// Resolve `api` + `op` (an operationId or `METHOD:/path`) in a connector.
     pub fn lookup<'a>(&'a self, connector: &'a Connector, api: &str, op: &str) -> Lookup<'a> {
         let Some(ops) = connector.apis.get(api) else {
-            return Lookup::UnknownApi {
-                known: connector.apis.keys().map(String::as_str).collect(),
-            };
+            return Lookup::UnknownApi { known: connector.apis.keys().map(String::as_str).collect() };
         };
         let by_route: Vec<&Operation> = ops.iter().filter(|o| o.route() == op).collect();
         if by_route.len() == 1 {
@@ -168,15 +159,10 @@ struct Embedded {
 impl Files for Embedded {
     fn read(&self, rel: &str) -> Result<(SourceFile, Vec<u8>), String> {
         let full = format!("{}{}", self.prefix, rel.trim_start_matches("./"));
-        let (_, bytes) = embedded::FILES
-            .iter()
-            .find(|(p, _)| *p == full)
-            .ok_or_else(|| format!("`{full}` is not embedded"))?;
+        let (_, bytes) =
+            embedded::FILES.iter().find(|(p, _)| *p == full).ok_or_else(|| format!("`{full}` is not embedded"))?;
         let name = format!("connectors/{full}");
-        Ok((
-            SourceFile::new(&name, String::from_utf8_lossy(bytes).into_owned()),
-            bytes.to_vec(),
-        ))
+        Ok((SourceFile::new(&name, String::from_utf8_lossy(bytes).into_owned()), bytes.to_vec()))
     }
 }
 
@@ -187,22 +173,13 @@ struct Folder {
 impl Files for Folder {
     fn read(&self, rel: &str) -> Result<(SourceFile, Vec<u8>), String> {
         let path = self.root.join(rel);
-        let bytes =
-            std::fs::read(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-        Ok((
-            SourceFile::new(&path, String::from_utf8_lossy(&bytes).into_owned()),
-            bytes,
-        ))
+        let bytes = std::fs::read(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        Ok((SourceFile::new(&path, String::from_utf8_lossy(&bytes).into_owned()), bytes))
     }
 }
 
 fn load_connector(files: &dyn Files, origin: &str) -> Result<Connector, Vec<Diagnostic>> {
-    let fail = |msg: String| {
-        vec![Diagnostic::error(
-            codes::CONNECTOR_INVALID,
-            format!("{origin}: {msg}"),
-        )]
-    };
+    let fail = |msg: String| vec![Diagnostic::error(codes::CONNECTOR_INVALID, format!("{origin}: {msg}"))];
     let (file, _) = files.read("connector.yaml").map_err(fail)?;
     let mut sink = Sink::new(&file);
     let root = match yaml::parse(&file) {
@@ -214,8 +191,7 @@ fn load_connector(files: &dyn Files, origin: &str) -> Result<Connector, Vec<Diag
     if sink.has_errors() {
         return Err(sink.diagnostics);
     }
-    let manifest: Manifest =
-        serde_json::from_value(json).map_err(|e| fail(format!("connector.yaml: {e}")))?;
+    let manifest: Manifest = serde_json::from_value(json).map_err(|e| fail(format!("connector.yaml: {e}")))?;
     let name = manifest.connector.clone();
 
     let scope_table = match &manifest.scopes {
@@ -229,10 +205,8 @@ fn load_connector(files: &dyn Files, origin: &str) -> Result<Connector, Vec<Diag
     let mut apis = IndexMap::new();
     for (api, rel) in &manifest.apis {
         let (_, bytes) = files.read(rel).map_err(fail)?;
-        let doc: Value =
-            serde_json::from_slice(&bytes).map_err(|e| fail(format!("{rel}: not JSON: {e}")))?;
-        let mut ops = openapi::operations(&name, api, Arc::new(doc))
-            .map_err(|e| fail(format!("{rel}: {e}")))?;
+        let doc: Value = serde_json::from_slice(&bytes).map_err(|e| fail(format!("{rel}: not JSON: {e}")))?;
+        let mut ops = openapi::operations(&name, api, Arc::new(doc)).map_err(|e| fail(format!("{rel}: {e}")))?;
         for op in &mut ops {
             op.scopes = scope_table.for_endpoint(&op.method, &op.path);
         }
@@ -247,9 +221,7 @@ fn load_connector(files: &dyn Files, origin: &str) -> Result<Connector, Vec<Diag
                     None => Ok(None),
                     Some(rel) => {
                         let (_, bytes) = files.read(rel).map_err(fail)?;
-                        serde_json::from_slice(&bytes)
-                            .map(Some)
-                            .map_err(|e| fail(format!("{rel}: not JSON: {e}")))
+                        serde_json::from_slice(&bytes).map(Some).map_err(|e| fail(format!("{rel}: not JSON: {e}")))
                     }
                 }
             };
@@ -266,12 +238,5 @@ fn load_connector(files: &dyn Files, origin: &str) -> Result<Connector, Vec<Diag
         }
     }
 
-    Ok(Connector {
-        name,
-        origin: origin.to_string(),
-        known_scopes: scope_table.names(),
-        manifest,
-        apis,
-        events,
-    })
+    Ok(Connector { name, origin: origin.to_string(), known_scopes: scope_table.names(), manifest, apis, events })
 }

@@ -70,25 +70,18 @@ impl Operation {
     }
 
     pub fn param(&self, location: ParamIn, name: &str) -> Option<&Param> {
-        self.params
-            .iter()
-            .find(|p| p.location == location && p.name == name)
+        self.params.iter().find(|p| p.location == location && p.name == name)
     }
 
     /// Body fields marked required, for `weft catalog`.
     pub fn required_body_fields(&self) -> Vec<String> {
-        self.body
-            .as_ref()
-            .map(|b| super::schema::Shape::of(&self.doc, b).required)
-            .unwrap_or_default()
+        self.body.as_ref().map(|b| super::schema::Shape::of(&self.doc, b).required).unwrap_or_default()
     }
 }
 
 /// The `{name}` placeholders of a path template.
 pub fn path_placeholders(path: &str) -> impl Iterator<Item = &str> {
-    path.split('{')
-        .skip(1)
-        .filter_map(|s| s.split_once('}').map(|(name, _)| name))
+    path.split('{').skip(1).filter_map(|s| s.split_once('}').map(|(name, _)| name))
 }
 
 const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
@@ -98,31 +91,16 @@ const RUNTIME_HEADERS: [&str; 3] = ["authorization", "version", "content-type"];
 
 /// Read every operation of a document. Errors are messages about the document, not panics.
 pub fn operations(connector: &str, api: &str, doc: Arc<Value>) -> Result<Vec<Operation>, String> {
-    let paths = doc
-        .get("paths")
-        .and_then(Value::as_object)
-        .ok_or("the document has no `paths` object")?;
+    let paths = doc.get("paths").and_then(Value::as_object).ok_or("the document has no `paths` object")?;
     let mut ops = Vec::new();
     for (path, item) in paths {
-        let shared = item
-            .get("parameters")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let shared = item.get("parameters").and_then(Value::as_array).cloned().unwrap_or_default();
         for method in METHODS {
             let Some(op) = item.get(method) else { continue };
             let route = format!("{}:{path}", method.to_uppercase());
-            let id = op
-                .get("operationId")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| route.clone());
+            let id = op.get("operationId").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| route.clone());
             let mut params: Vec<Param> = Vec::new();
-            let own = op
-                .get("parameters")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
+            let own = op.get("parameters").and_then(Value::as_array).cloned().unwrap_or_default();
             // Operation-level parameters override path-level ones of the same name and place.
             for raw in shared.iter().chain(own.iter()) {
                 let p = super::schema::deref(&doc, raw);
@@ -132,18 +110,13 @@ pub fn operations(connector: &str, api: &str, doc: Arc<Value>) -> Result<Vec<Ope
                 let location = match p.get("in").and_then(Value::as_str) {
                     Some("path") => ParamIn::Path,
                     Some("query") => ParamIn::Query,
-                    Some("header")
-                        if !RUNTIME_HEADERS.contains(&name.to_ascii_lowercase().as_str()) =>
-                    {
-                        ParamIn::Header
-                    }
+                    Some("header") if !RUNTIME_HEADERS.contains(&name.to_ascii_lowercase().as_str()) => ParamIn::Header,
                     _ => continue,
                 };
                 let param = Param {
                     name: name.to_string(),
                     location,
-                    required: location == ParamIn::Path
-                        || p.get("required").and_then(Value::as_bool).unwrap_or(false),
+                    required: location == ParamIn::Path || p.get("required").and_then(Value::as_bool).unwrap_or(false),
                     schema: p.get("schema").cloned().unwrap_or(Value::Null),
                 };
                 params.retain(|q| !(q.name == param.name && q.location == param.location));
@@ -152,10 +125,7 @@ pub fn operations(connector: &str, api: &str, doc: Arc<Value>) -> Result<Vec<Ope
             // Some official documents use a `{placeholder}` without declaring it (GHL calendars'
             // `{noteId}`, locations' `{locationId}/timezones`); the server still needs it, so it is required.
             for name in path_placeholders(path) {
-                if !params
-                    .iter()
-                    .any(|p| p.location == ParamIn::Path && p.name == name)
-                {
+                if !params.iter().any(|p| p.location == ParamIn::Path && p.name == name) {
                     params.push(Param {
                         name: name.to_string(),
                         location: ParamIn::Path,
@@ -165,44 +135,28 @@ pub fn operations(connector: &str, api: &str, doc: Arc<Value>) -> Result<Vec<Ope
                 }
             }
             let body = op.get("requestBody").map(|b| super::schema::deref(&doc, b));
-            let body_schema = body
-                .and_then(|b| b.get("content"))
-                .and_then(Value::as_object)
-                .and_then(|c| {
-                    c.get("application/json")
-                        .or_else(|| c.values().next())
-                        .and_then(|m| m.get("schema"))
-                        .cloned()
-                });
-            let response = op
-                .get("responses")
-                .and_then(Value::as_object)
-                .and_then(|r| {
-                    r.iter()
-                        .find(|(code, _)| code.starts_with('2'))
-                        .map(|(_, resp)| super::schema::deref(&doc, resp))
-                        .and_then(|resp| resp.get("content"))
-                        .and_then(|c| c.get("application/json"))
-                        .and_then(|m| m.get("schema"))
-                        .cloned()
-                });
+            let body_schema = body.and_then(|b| b.get("content")).and_then(Value::as_object).and_then(|c| {
+                c.get("application/json").or_else(|| c.values().next()).and_then(|m| m.get("schema")).cloned()
+            });
+            let response = op.get("responses").and_then(Value::as_object).and_then(|r| {
+                r.iter()
+                    .find(|(code, _)| code.starts_with('2'))
+                    .map(|(_, resp)| super::schema::deref(&doc, resp))
+                    .and_then(|resp| resp.get("content"))
+                    .and_then(|c| c.get("application/json"))
+                    .and_then(|m| m.get("schema"))
+                    .cloned()
+            });
             ops.push(Operation {
                 connector: connector.to_string(),
                 api: api.to_string(),
                 id,
                 method: method.to_uppercase(),
                 path: path.clone(),
-                summary: op
-                    .get("summary")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
+                summary: op.get("summary").and_then(Value::as_str).unwrap_or_default().to_string(),
                 params,
                 body_required: body_schema.is_some()
-                    && body
-                        .and_then(|b| b.get("required"))
-                        .and_then(Value::as_bool)
-                        .unwrap_or(false),
+                    && body.and_then(|b| b.get("required")).and_then(Value::as_bool).unwrap_or(false),
                 body: body_schema,
                 response,
                 scopes: Vec::new(),

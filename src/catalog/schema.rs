@@ -10,11 +10,8 @@ use serde_json::Value;
 /// Follow `$ref: '#/...'` (bounded, so a cycle cannot hang) to the schema it names.
 pub fn deref<'a>(doc: &'a Value, mut schema: &'a Value) -> &'a Value {
     for _ in 0..32 {
-        let target = schema
-            .get("$ref")
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix('#'))
-            .and_then(|p| doc.pointer(p));
+        let target =
+            schema.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')).and_then(|p| doc.pointer(p));
         match target {
             Some(t) => schema = t,
             None => return schema,
@@ -52,13 +49,7 @@ impl<'a> Shape<'a> {
     }
 }
 
-fn collect<'a>(
-    doc: &'a Value,
-    schema: &'a Value,
-    shape: &mut Shape<'a>,
-    depth: usize,
-    required_applies: bool,
-) {
+fn collect<'a>(doc: &'a Value, schema: &'a Value, shape: &mut Shape<'a>, depth: usize, required_applies: bool) {
     if depth > 16 {
         shape.open = true;
         return;
@@ -66,9 +57,7 @@ fn collect<'a>(
     let schema = deref(doc, schema);
     match schema.get("type") {
         Some(Value::String(t)) => shape.types.push(t.clone()),
-        Some(Value::Array(ts)) => shape
-            .types
-            .extend(ts.iter().filter_map(Value::as_str).map(String::from)),
+        Some(Value::Array(ts)) => shape.types.extend(ts.iter().filter_map(Value::as_str).map(String::from)),
         _ => {}
     }
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
@@ -78,9 +67,7 @@ fn collect<'a>(
     }
     if required_applies {
         if let Some(req) = schema.get("required").and_then(Value::as_array) {
-            shape
-                .required
-                .extend(req.iter().filter_map(Value::as_str).map(String::from));
+            shape.required.extend(req.iter().filter_map(Value::as_str).map(String::from));
         }
     }
     match schema.get("additionalProperties") {
@@ -146,14 +133,8 @@ mod tests {
         assert_eq!(shape.properties.keys().collect::<Vec<_>>(), ["id", "n"]);
         assert_eq!(shape.required, ["id"]);
         assert!(!shape.open);
-        assert_eq!(
-            literal_mismatch(&doc, shape.properties["n"], &json!("x")).as_deref(),
-            Some("integer")
-        );
-        assert_eq!(
-            literal_mismatch(&doc, shape.properties["n"], &json!(3)),
-            None
-        );
+        assert_eq!(literal_mismatch(&doc, shape.properties["n"], &json!("x")).as_deref(), Some("integer"));
+        assert_eq!(literal_mismatch(&doc, shape.properties["n"], &json!(3)), None);
     }
 
     #[test]

@@ -36,12 +36,7 @@ impl Table {
         let mut found: Vec<String> = self
             .scopes
             .iter()
-            .filter(|e| {
-                e.endpoints.iter().any(|ep| {
-                    ep.split_once(' ')
-                        .is_some_and(|(m, p)| normalise(m, p) == key)
-                })
-            })
+            .filter(|e| e.endpoints.iter().any(|ep| ep.split_once(' ').is_some_and(|(m, p)| normalise(m, p) == key)))
             .map(|e| e.scope.clone())
             .collect();
         found.dedup();
@@ -49,11 +44,7 @@ impl Table {
     }
 
     pub fn for_event(&self, event: &str) -> Vec<String> {
-        self.scopes
-            .iter()
-            .filter(|e| e.events.iter().any(|ev| ev == event))
-            .map(|e| e.scope.clone())
-            .collect()
+        self.scopes.iter().filter(|e| e.events.iter().any(|ev| ev == event)).map(|e| e.scope.clone()).collect()
     }
 }
 
@@ -62,19 +53,9 @@ fn normalise(method: &str, path: &str) -> String {
         .trim()
         .trim_end_matches('/')
         .split('/')
-        .map(|s| {
-            if s.starts_with(':') || (s.starts_with('{') && s.ends_with('}')) {
-                "{}"
-            } else {
-                s
-            }
-        })
+        .map(|s| if s.starts_with(':') || (s.starts_with('{') && s.ends_with('}')) { "{}" } else { s })
         .collect();
-    format!(
-        "{} {}",
-        method.trim().to_ascii_uppercase(),
-        segments.join("/")
-    )
+    format!("{} {}", method.trim().to_ascii_uppercase(), segments.join("/"))
 }
 
 #[cfg(test)]
@@ -84,10 +65,7 @@ mod tests {
     #[test]
     fn matches_colon_and_brace_params() {
         let t = Table::parse(br#"{"scopes":[{"scope":"contacts.readonly","endpoints":["GET /contacts/:contactId","GET /contacts/"],"events":["ContactCreate"]}]}"#).unwrap();
-        assert_eq!(
-            t.for_endpoint("GET", "/contacts/{contactId}"),
-            ["contacts.readonly"]
-        );
+        assert_eq!(t.for_endpoint("GET", "/contacts/{contactId}"), ["contacts.readonly"]);
         assert_eq!(t.for_endpoint("get", "/contacts"), ["contacts.readonly"]);
         assert!(t.for_endpoint("POST", "/contacts/{id}").is_empty());
         assert_eq!(t.for_event("ContactCreate"), ["contacts.readonly"]);

@@ -9,8 +9,7 @@ use crate::validate::{find_project, ProjectContext};
 
 pub fn run(connector: Option<&str>, search: Option<&str>, as_json: bool) -> i32 {
     // The catalog a flow in the current directory would see: built-ins plus project connectors.
-    let project = find_project(std::path::Path::new("./flows/x"))
-        .or_else(|| find_project(std::path::Path::new("./x")));
+    let project = find_project(std::path::Path::new("./flows/x")).or_else(|| find_project(std::path::Path::new("./x")));
     let ctx = ProjectContext::load(project.as_deref());
     for d in &ctx.diagnostics {
         eprintln!("{}", render::one_line(d));
@@ -20,21 +19,14 @@ pub fn run(connector: Option<&str>, search: Option<&str>, as_json: bool) -> i32 
         Some(name) => match catalog.connector(name) {
             Some(c) => vec![c],
             None => {
-                eprintln!(
-                    "no connector `{name}`: {}",
-                    suggest(name, catalog.connectors.keys().map(String::as_str))
-                );
+                eprintln!("no connector `{name}`: {}", suggest(name, catalog.connectors.keys().map(String::as_str)));
                 return EXIT_USAGE;
             }
         },
         None => catalog.connectors.values().collect(),
     };
     let needle = search.map(str::to_lowercase);
-    let matches = |texts: &[&str]| {
-        needle
-            .as_ref()
-            .is_none_or(|n| texts.iter().any(|t| t.to_lowercase().contains(n)))
-    };
+    let matches = |texts: &[&str]| needle.as_ref().is_none_or(|n| texts.iter().any(|t| t.to_lowercase().contains(n)));
 
     if as_json {
         let doc: Vec<_> = selected
@@ -67,32 +59,16 @@ pub fn run(connector: Option<&str>, search: Option<&str>, as_json: bool) -> i32 
     }
 
     if connector.is_none() && search.is_none() {
-        println!(
-            "{:<12} {:>5} {:>7}  description",
-            "connector", "ops", "events"
-        );
+        println!("{:<12} {:>5} {:>7}  description", "connector", "ops", "events");
         for c in &selected {
-            println!(
-                "{:<12} {:>5} {:>7}  {}",
-                c.name,
-                c.operations().count(),
-                c.events.len(),
-                c.manifest.title
-            );
+            println!("{:<12} {:>5} {:>7}  {}", c.name, c.operations().count(), c.events.len(), c.manifest.title);
         }
         println!("\n`weft catalog NAME` lists a connector's operations and events; `--search TEXT` filters.");
         return EXIT_OK;
     }
     for c in selected {
-        let ops: Vec<_> = c
-            .operations()
-            .filter(|o| matches(&[&o.qualified(), &o.path, &o.summary]))
-            .collect();
-        let events: Vec<_> = c
-            .events
-            .values()
-            .filter(|e| matches(&[&e.name, &e.description]))
-            .collect();
+        let ops: Vec<_> = c.operations().filter(|o| matches(&[&o.qualified(), &o.path, &o.summary])).collect();
+        let events: Vec<_> = c.events.values().filter(|e| matches(&[&e.name, &e.description])).collect();
         if ops.is_empty() && events.is_empty() {
             continue;
         }
@@ -124,11 +100,8 @@ pub fn run(connector: Option<&str>, search: Option<&str>, as_json: bool) -> i32 
             }
         }
         for e in events {
-            let scopes = if e.scopes.is_empty() {
-                String::new()
-            } else {
-                format!(" [scopes: {}]", e.scopes.join(" | "))
-            };
+            let scopes =
+                if e.scopes.is_empty() { String::new() } else { format!(" [scopes: {}]", e.scopes.join(" | ")) };
             println!("  event  {:<58} {}{scopes}", e.name, e.description);
         }
         println!();

@@ -18,11 +18,7 @@ pub const EXIT_INVALID: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "weft",
-    version,
-    about = "Integration flows between HighLevel (GHL) and partner apps, as YAML."
-)]
+#[command(name = "weft", version, about = "Integration flows between HighLevel (GHL) and partner apps, as YAML.")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -104,22 +100,9 @@ pub fn main() -> i32 {
 
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Validate {
-            paths,
-            format,
-            deny_warnings,
-        } => {
-            let paths = if paths.is_empty() {
-                vec![PathBuf::from("flows")]
-            } else {
-                paths
-            };
-            validate::run(
-                &paths,
-                format,
-                deny_warnings,
-                use_color(std::io::stderr().is_terminal()),
-            )
+        Command::Validate { paths, format, deny_warnings } => {
+            let paths = if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths };
+            validate::run(&paths, format, deny_warnings, use_color(std::io::stderr().is_terminal()))
         }
         Command::Schema { which } => {
             use crate::dsl::shape::Format as F;
@@ -136,11 +119,7 @@ pub fn run(cli: Cli) -> i32 {
             println!("{text}");
             EXIT_OK
         }
-        Command::Catalog {
-            connector,
-            search,
-            json,
-        } => catalog::run(connector.as_deref(), search.as_deref(), json),
+        Command::Catalog { connector, search, json } => catalog::run(connector.as_deref(), search.as_deref(), json),
         Command::Explain { code, markdown } => explain(code.as_deref(), markdown),
     }
 }

@@ -60,11 +60,7 @@ fn summary(report: &Report) -> String {
 pub fn exit_code(report: &Report, deny_warnings: bool) -> i32 {
     // A path that does not exist is a usage error, not an invalid flow.
     let only_io = !report.diagnostics.is_empty()
-        && report
-            .diagnostics
-            .iter()
-            .filter(|d| d.is_error())
-            .all(|d| d.code == codes::FILE_IO && d.file.is_none());
+        && report.diagnostics.iter().filter(|d| d.is_error()).all(|d| d.code == codes::FILE_IO && d.file.is_none());
     if report.errors() > 0 && only_io {
         EXIT_USAGE
     } else if report.errors() > 0 || (deny_warnings && report.warnings() > 0) {

@@ -142,12 +142,7 @@ pub fn markdown() -> String {
          | code | problem | how to fix |\n|---|---|---|\n",
     );
     for c in ALL {
-        out.push_str(&format!(
-            "| `{}` | {} | {} |\n",
-            c.id,
-            c.summary,
-            c.help.replace('|', "\\|")
-        ));
+        out.push_str(&format!("| `{}` | {} | {} |\n", c.id, c.summary, c.help.replace('|', "\\|")));
     }
     out
 }
@@ -162,15 +157,8 @@ mod tests {
         let mut seen = HashSet::new();
         for c in ALL {
             assert!(seen.insert(c.id), "duplicate code {}", c.id);
-            assert!(
-                c.id.split("::").count() >= 2,
-                "{} is not area::problem",
-                c.id
-            );
-            assert!(c.id.chars().all(|ch| ch.is_ascii_lowercase()
-                || ch == ':'
-                || ch == '_'
-                || ch.is_ascii_digit()));
+            assert!(c.id.split("::").count() >= 2, "{} is not area::problem", c.id);
+            assert!(c.id.chars().all(|ch| ch.is_ascii_lowercase() || ch == ':' || ch == '_' || ch.is_ascii_digit()));
             assert!(!c.help.is_empty() && !c.summary.is_empty());
         }
     }

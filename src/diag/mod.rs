@@ -51,10 +51,7 @@ impl Diagnostic {
     }
 
     pub fn warning(code: &'static Code, message: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(code, message)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, message) }
     }
 
     pub fn in_file(mut self, file: &SourceFile) -> Self {
@@ -63,10 +60,7 @@ impl Diagnostic {
     }
 
     pub fn label(mut self, span: Span, text: impl Into<String>) -> Self {
-        self.labels.push(Label {
-            span,
-            text: text.into(),
-        });
+        self.labels.push(Label { span, text: text.into() });
         self
     }
 
@@ -104,10 +98,7 @@ pub struct Sink {
 
 impl Sink {
     pub fn new(file: &SourceFile) -> Self {
-        Sink {
-            file: file.clone(),
-            diagnostics: Vec::new(),
-        }
+        Sink { file: file.clone(), diagnostics: Vec::new() }
     }
 
     pub fn push(&mut self, d: Diagnostic) {
@@ -145,24 +136,14 @@ impl Sink {
 pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     let mut scored: Vec<(f64, &str)> = candidates
         .into_iter()
-        .map(|c| {
-            (
-                strsim::jaro_winkler(&name.to_ascii_lowercase(), &c.to_ascii_lowercase()),
-                c,
-            )
-        })
+        .map(|c| (strsim::jaro_winkler(&name.to_ascii_lowercase(), &c.to_ascii_lowercase()), c))
         .filter(|(score, _)| *score >= 0.8)
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
     scored.dedup_by(|a, b| a.1 == b.1);
     // Only names about as close as the best one: a clear winner is shown alone.
     let best = scored.first().map_or(0.0, |s| s.0);
-    scored
-        .into_iter()
-        .take_while(|(s, _)| *s >= best - 0.05)
-        .take(3)
-        .map(|(_, c)| c)
-        .collect()
+    scored.into_iter().take_while(|(s, _)| *s >= best - 0.05).take(3).map(|(_, c)| c).collect()
 }
 
 /// "did you mean `a`?" / "did you mean `a` or `b`?", or a list of valid values when nothing is close.
@@ -177,11 +158,7 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str> + C
         return "there are none to choose from".to_string();
     }
     let shown: Vec<String> = all.iter().take(12).map(|c| format!("`{c}`")).collect();
-    let more = if all.len() > 12 {
-        format!(" and {} more", all.len() - 12)
-    } else {
-        String::new()
-    };
+    let more = if all.len() > 12 { format!(" and {} more", all.len() - 12) } else { String::new() };
     format!("expected one of {}{more}", shown.join(", "))
 }
 
@@ -191,10 +168,7 @@ mod tests {
 
     #[test]
     fn suggests_close_names_first() {
-        assert_eq!(
-            did_you_mean("get-contcat", ["get-contact", "delete-contact", "x"]),
-            vec!["get-contact"]
-        );
+        assert_eq!(did_you_mean("get-contcat", ["get-contact", "delete-contact", "x"]), vec!["get-contact"]);
         assert_eq!(suggest("zzz", ["a", "b"]), "expected one of `a`, `b`");
         assert_eq!(suggest("stpes", ["steps", "vars"]), "did you mean `steps`?");
     }

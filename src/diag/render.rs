@@ -20,20 +20,13 @@ pub struct Human {
 impl Human {
     /// Colourless, 80 columns: what snapshots and pipes get.
     pub fn plain() -> Self {
-        Human {
-            color: false,
-            width: 80,
-        }
+        Human { color: false, width: 80 }
     }
 }
 
 /// One diagnostic as a miette report.
 pub fn human(d: &Diagnostic, opts: Human) -> String {
-    let theme = if opts.color {
-        GraphicalTheme::unicode()
-    } else {
-        GraphicalTheme::unicode_nocolor()
-    };
+    let theme = if opts.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
     let handler = GraphicalReportHandler::new_themed(theme)
         .with_width(opts.width)
         .with_links(false)
@@ -92,13 +85,7 @@ pub fn json(d: &Diagnostic) -> JsonDiagnostic<'_> {
             .iter()
             .map(|l| {
                 let (line, column) = f.line_col(l.span.start);
-                JsonLabel {
-                    text: &l.text,
-                    line,
-                    column,
-                    start: l.span.start,
-                    end: l.span.end,
-                }
+                JsonLabel { text: &l.text, line, column, start: l.span.start, end: l.span.end }
             })
             .collect(),
         None => Vec::new(),
@@ -146,9 +133,7 @@ pub fn github(d: &Diagnostic) -> String {
 }
 
 fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
 
 fn escape_property(s: &str) -> String {
@@ -163,10 +148,7 @@ struct Report<'a> {
 
 impl<'a> Report<'a> {
     fn new(d: &'a Diagnostic) -> Self {
-        let source = d
-            .file
-            .as_ref()
-            .map(|f| NamedSource::new(f.name(), f.text().to_string()));
+        let source = d.file.as_ref().map(|f| NamedSource::new(f.name(), f.text().to_string()));
         Report { d, source }
     }
 }
@@ -213,17 +195,15 @@ impl miette::Diagnostic for Report<'_> {
             return None;
         }
         let len = self.d.file.as_ref().map_or(0, |f| f.text().len());
-        Some(Box::new(self.d.labels.iter().enumerate().map(
-            move |(i, l)| {
-                let start = l.span.start.min(len);
-                let span = SourceSpan::new(start.into(), l.span.end.min(len) - start);
-                let text = (!l.text.is_empty()).then(|| l.text.clone());
-                if i == 0 {
-                    LabeledSpan::new_primary_with_span(text, span)
-                } else {
-                    LabeledSpan::new_with_span(text, span)
-                }
-            },
-        )))
+        Some(Box::new(self.d.labels.iter().enumerate().map(move |(i, l)| {
+            let start = l.span.start.min(len);
+            let span = SourceSpan::new(start.into(), l.span.end.min(len) - start);
+            let text = (!l.text.is_empty()).then(|| l.text.clone());
+            if i == 0 {
+                LabeledSpan::new_primary_with_span(text, span)
+            } else {
+                LabeledSpan::new_with_span(text, span)
+            }
+        })))
     }
 }

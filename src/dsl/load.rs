@@ -13,12 +13,8 @@ pub const MAX_FILE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Read a file as UTF-8 text within the size limit.
 pub fn read(path: &Path) -> Result<SourceFile, Diagnostic> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Diagnostic::error(
-            codes::FILE_IO,
-            format!("cannot read `{}`: {e}", path.display()),
-        )
-    })?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| Diagnostic::error(codes::FILE_IO, format!("cannot read `{}`: {e}", path.display())))?;
     from_bytes(path, bytes)
 }
 
@@ -40,11 +36,9 @@ pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<SourceFile, Diagnostic>
             let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
             // The lossy text has the same bytes up to the first bad one, so the offset still points right.
             let file = SourceFile::new(path, text);
-            Err(
-                Diagnostic::error(codes::FILE_NOT_UTF8, "the file is not valid UTF-8")
-                    .label(Span::new(valid, valid + 1), "invalid byte here")
-                    .in_file(&file),
-            )
+            Err(Diagnostic::error(codes::FILE_NOT_UTF8, "the file is not valid UTF-8")
+                .label(Span::new(valid, valid + 1), "invalid byte here")
+                .in_file(&file))
         }
     }
 }
@@ -53,12 +47,9 @@ pub fn from_bytes(path: &Path, bytes: Vec<u8>) -> Result<SourceFile, Diagnostic>
 pub fn parse(file: &SourceFile) -> Result<Node, Vec<Diagnostic>> {
     match yaml::parse(file) {
         Ok(Some(node)) => Ok(node),
-        Ok(None) => Err(vec![Diagnostic::error(
-            codes::FILE_EMPTY,
-            "the file has no content",
-        )
-        .label(Span::at(0), "empty")
-        .in_file(file)]),
+        Ok(None) => Err(vec![Diagnostic::error(codes::FILE_EMPTY, "the file has no content")
+            .label(Span::at(0), "empty")
+            .in_file(file)]),
         Err(d) => Err(d),
     }
 }

@@ -39,12 +39,10 @@ impl Format {
         static CONNECTOR: OnceLock<Value> = OnceLock::new();
         match self {
             Format::Flow => FLOW.get_or_init(|| to_value(schemars::schema_for!(super::flow::Flow))),
-            Format::Project => {
-                PROJECT.get_or_init(|| to_value(schemars::schema_for!(super::project::Project)))
+            Format::Project => PROJECT.get_or_init(|| to_value(schemars::schema_for!(super::project::Project))),
+            Format::Connector => {
+                CONNECTOR.get_or_init(|| to_value(schemars::schema_for!(crate::catalog::manifest::Manifest)))
             }
-            Format::Connector => CONNECTOR.get_or_init(|| {
-                to_value(schemars::schema_for!(crate::catalog::manifest::Manifest))
-            }),
         }
     }
 
@@ -58,8 +56,7 @@ impl Format {
             Format::Connector => &CONNECTOR,
         };
         cell.get_or_init(|| {
-            jsonschema::draft202012::new(self.schema())
-                .expect("the generated schemas are valid (tested)")
+            jsonschema::draft202012::new(self.schema()).expect("the generated schemas are valid (tested)")
         })
     }
 }
@@ -102,45 +99,28 @@ pub fn check(format: Format, root: &Node, sink: &mut Sink) -> Value {
             ValidationErrorKind::Required { property } => {
                 let name = property.as_str().unwrap_or_default();
                 let span = entry.map_or(Span::at(value_span.start), |e| e.key_span);
-                let what = if pointer.is_empty() {
-                    "the file".to_string()
-                } else {
-                    format!("`{}`", pointer_label(&pointer))
-                };
+                let what =
+                    if pointer.is_empty() { "the file".to_string() } else { format!("`{}`", pointer_label(&pointer)) };
                 sink.error(
                     codes::SCHEMA_MISSING_FIELD,
                     span,
                     format!("missing required key `{name}` in {what}"),
                     format!("`{name}` is missing here"),
                 )
-                .help = Some(format!(
-                    "add `{name}:`; {}",
-                    field_doc(format.schema(), &pointer, name)
-                ));
+                .help = Some(format!("add `{name}:`; {}", field_doc(format.schema(), &pointer, name)));
             }
             ValidationErrorKind::Type { kind } => {
-                if format == Format::Project
-                    && is_secret_slot(&pointer)
-                    && matches!(node.kind, Kind::Str { .. })
-                {
+                if format == Format::Project && is_secret_slot(&pointer) && matches!(node.kind, Kind::Str { .. }) {
                     sink.error(codes::PROJECT_AUTH, value_span, "a secret written into weft.yaml", "secret value here")
                         .help = Some("give secrets by reference only: `{ env: VARIABLE }` or `{ file: path/to/secret }`, and rotate the one written here".into());
                     continue;
                 }
-                let expected = format!("{kind:?}")
-                    .to_lowercase()
-                    .replace("single(", "")
-                    .replace("multiple(", "")
-                    .replace(')', "");
+                let expected =
+                    format!("{kind:?}").to_lowercase().replace("single(", "").replace("multiple(", "").replace(')', "");
                 sink.error(
                     codes::SCHEMA_TYPE,
                     value_span,
-                    format!(
-                        "`{}` must be {}, found {}",
-                        pointer_label(&pointer),
-                        article(&expected),
-                        node.type_name()
-                    ),
+                    format!("`{}` must be {}, found {}", pointer_label(&pointer), article(&expected), node.type_name()),
                     format!("expected {expected}"),
                 )
                 .help = Some(field_doc(format.schema(), parent(&pointer), last(&pointer)));
@@ -148,21 +128,13 @@ pub fn check(format: Format, root: &Node, sink: &mut Sink) -> Value {
             ValidationErrorKind::Enum { options } => {
                 let names: Vec<String> = options
                     .as_array()
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.as_str().map(String::from))
-                            .collect()
-                    })
+                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
                     .unwrap_or_default();
                 let found = node.as_str().unwrap_or_default();
                 sink.error(
                     codes::SCHEMA_VALUE,
                     value_span,
-                    format!(
-                        "`{}` is not a valid value for `{}`",
-                        found,
-                        pointer_label(&pointer)
-                    ),
+                    format!("`{}` is not a valid value for `{}`", found, pointer_label(&pointer)),
                     "not allowed here",
                 )
                 .help = Some(suggest(found, names.iter().map(String::as_str)));
@@ -246,10 +218,7 @@ fn last(pointer: &str) -> &str {
 
 fn is_secret_slot(pointer: &str) -> bool {
     let parts: Vec<&str> = pointer.split('/').collect();
-    matches!(
-        parts.as_slice(),
-        ["", "connections", _, "auth", _] | ["", "connections", _, "webhook_secret"]
-    )
+    matches!(parts.as_slice(), ["", "connections", _, "auth", _] | ["", "connections", _, "webhook_secret"])
 }
 
 /// The schema object that describes the value at `pointer`, following `$ref`s into `$defs`.
@@ -270,11 +239,8 @@ fn schema_at<'a>(root: &'a Value, pointer: &str) -> Option<&'a Value> {
 
 fn deref<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
     for _ in 0..16 {
-        let target = schema
-            .get("$ref")
-            .and_then(Value::as_str)
-            .and_then(|r| r.strip_prefix('#'))
-            .and_then(|p| root.pointer(p));
+        let target =
+            schema.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix('#')).and_then(|p| root.pointer(p));
         match target {
             Some(t) => schema = t,
             None => break,

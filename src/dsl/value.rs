@@ -8,15 +8,7 @@
 use super::yaml::{Kind, Node};
 
 /// The roots of the run context a path or template may read.
-pub const ROOTS: &[&str] = &[
-    "trigger",
-    "steps",
-    "vars",
-    "connections",
-    "event",
-    "item",
-    "index",
-];
+pub const ROOTS: &[&str] = &["trigger", "steps", "vars", "connections", "event", "item", "index"];
 
 /// Template delimiters. `${{ }}` cannot clash with YAML flow mappings or with text that merely has braces.
 pub const TEMPLATE_START: &str = "${{";
@@ -27,10 +19,7 @@ pub enum ValueKind<'a> {
     /// A JSONPath (the string, whole).
     Path(&'a str),
     /// A path with a fallback: `{ from: $.x, default: 0 }`.
-    PathWithDefault {
-        path: &'a Node,
-        default: Option<&'a Node>,
-    },
+    PathWithDefault { path: &'a Node, default: Option<&'a Node> },
     /// A `${{ }}` template.
     Template(&'a str),
     /// A literal scalar, or `{ literal: ... }` (the inner node).
@@ -58,16 +47,11 @@ pub fn classify(node: &Node) -> ValueKind<'_> {
                 return ValueKind::Literal(&entries[0].value);
             }
             let from = entries.iter().find(|e| e.key == "from");
-            let only_known = entries
-                .iter()
-                .all(|e| e.key == "from" || e.key == "default");
+            let only_known = entries.iter().all(|e| e.key == "from" || e.key == "default");
             match from {
                 Some(f) if only_known => ValueKind::PathWithDefault {
                     path: &f.value,
-                    default: entries
-                        .iter()
-                        .find(|e| e.key == "default")
-                        .map(|e| &e.value),
+                    default: entries.iter().find(|e| e.key == "default").map(|e| &e.value),
                 },
                 _ => ValueKind::Map,
             }
@@ -163,13 +147,7 @@ mod tests {
         use Segment::*;
         assert_eq!(
             static_segments("$.steps.find['contact'].tags[0][?@ == 1].x"),
-            vec![
-                Name("steps".into()),
-                Name("find".into()),
-                Name("contact".into()),
-                Name("tags".into()),
-                Index(0)
-            ]
+            vec![Name("steps".into()), Name("find".into()), Name("contact".into()), Name("tags".into()), Index(0)]
         );
         assert_eq!(static_segments("$..x"), vec![]);
         assert_eq!(static_segments("$.trigger.*"), vec![Name("trigger".into())]);
@@ -184,23 +162,9 @@ mod tests {
         );
         let root = crate::dsl::yaml::parse(&f).unwrap().unwrap();
         assert_eq!(classify(root.get("a").unwrap()), ValueKind::Path("$.x"));
-        assert!(matches!(
-            classify(root.get("b").unwrap()),
-            ValueKind::Template(_)
-        ));
-        assert!(
-            matches!(classify(root.get("c").unwrap()), ValueKind::Literal(n) if n.as_str() == Some("$.y"))
-        );
-        assert!(matches!(
-            classify(root.get("d").unwrap()),
-            ValueKind::PathWithDefault {
-                default: Some(_),
-                ..
-            }
-        ));
-        assert!(matches!(
-            classify(root.get("e").unwrap()),
-            ValueKind::Literal(_)
-        ));
+        assert!(matches!(classify(root.get("b").unwrap()), ValueKind::Template(_)));
+        assert!(matches!(classify(root.get("c").unwrap()), ValueKind::Literal(n) if n.as_str() == Some("$.y")));
+        assert!(matches!(classify(root.get("d").unwrap()), ValueKind::PathWithDefault { default: Some(_), .. }));
+        assert!(matches!(classify(root.get("e").unwrap()), ValueKind::Literal(_)));
     }
 }

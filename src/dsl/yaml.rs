@@ -124,12 +124,7 @@ impl Node {
             Kind::Float(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
             Kind::Str { value, .. } => Value::String(value.clone()),
             Kind::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
-            Kind::Map(entries) => Value::Object(
-                entries
-                    .iter()
-                    .map(|e| (e.key.clone(), e.value.to_json()))
-                    .collect(),
-            ),
+            Kind::Map(entries) => Value::Object(entries.iter().map(|e| (e.key.clone(), e.value.to_json())).collect()),
         }
     }
 }
@@ -144,11 +139,8 @@ pub fn parse(file: &SourceFile) -> Result<Option<Node>, Vec<Diagnostic>> {
         let at = loader.offsets.byte(e.marker().index());
         // The parser has its own nesting bound (hit before ours on flow collections); same problem, same code.
         let d = if e.info().contains("recursion limit") {
-            Diagnostic::error(
-                codes::YAML_TOO_DEEP,
-                format!("nesting deeper than the parser allows ({})", e.info()),
-            )
-            .label(Span::at(at), "too deep here")
+            Diagnostic::error(codes::YAML_TOO_DEEP, format!("nesting deeper than the parser allows ({})", e.info()))
+                .label(Span::at(at), "too deep here")
         } else {
             Diagnostic::error(codes::YAML_SYNTAX, format!("invalid YAML: {}", e.info()))
                 .label(Span::at(at), e.info().to_string())
@@ -157,11 +149,7 @@ pub fn parse(file: &SourceFile) -> Result<Option<Node>, Vec<Diagnostic>> {
         loader.diagnostics.push(d);
     }
     if !loader.diagnostics.is_empty() {
-        return Err(loader
-            .diagnostics
-            .into_iter()
-            .map(|d| d.in_file(file))
-            .collect());
+        return Err(loader.diagnostics.into_iter().map(|d| d.in_file(file)).collect());
     }
     Ok(loader.document)
 }
@@ -175,15 +163,8 @@ struct Offsets {
 
 impl Offsets {
     fn new(text: &str) -> Self {
-        let table = if text.is_ascii() {
-            Vec::new()
-        } else {
-            text.char_indices().map(|(i, _)| i).collect()
-        };
-        Offsets {
-            table,
-            len: text.len(),
-        }
+        let table = if text.is_ascii() { Vec::new() } else { text.char_indices().map(|(i, _)| i).collect() };
+        Offsets { table, len: text.len() }
     }
 
     fn byte(&self, char_index: usize) -> usize {
@@ -201,17 +182,8 @@ impl Offsets {
 
 /// A mapping or sequence being built.
 enum Open {
-    Seq {
-        start: usize,
-        items: Vec<Node>,
-        anchor: usize,
-    },
-    Map {
-        start: usize,
-        entries: Vec<Entry>,
-        pending_key: Option<(String, Span)>,
-        anchor: usize,
-    },
+    Seq { start: usize, items: Vec<Node>, anchor: usize },
+    Map { start: usize, entries: Vec<Entry>, pending_key: Option<(String, Span)>, anchor: usize },
 }
 
 struct Loader {
@@ -251,12 +223,9 @@ impl Loader {
         match tag {
             Some(t) => {
                 self.stop(
-                    Diagnostic::error(
-                        codes::YAML_UNSUPPORTED,
-                        format!("YAML tags are not supported (`{t}`)"),
-                    )
-                    .label(span, "tag here")
-                    .help("remove the tag; weft reads plain YAML values"),
+                    Diagnostic::error(codes::YAML_UNSUPPORTED, format!("YAML tags are not supported (`{t}`)"))
+                        .label(span, "tag here")
+                        .help("remove the tag; weft reads plain YAML values"),
                 );
                 true
             }
@@ -272,41 +241,27 @@ impl Loader {
         match self.stack.last_mut() {
             None => self.document = Some(node),
             Some(Open::Seq { items, .. }) => items.push(node),
-            Some(Open::Map {
-                entries,
-                pending_key,
-                ..
-            }) => match pending_key.take() {
+            Some(Open::Map { entries, pending_key, .. }) => match pending_key.take() {
                 None => match &node.kind {
                     Kind::Str { value, .. } => *pending_key = Some((value.clone(), node.span)),
                     Kind::Null | Kind::Bool(_) | Kind::Int(_) | Kind::Float(_) => {
                         *pending_key = Some((scalar_key(&node), node.span))
                     }
                     Kind::Seq(_) | Kind::Map(_) => {
-                        let d = Diagnostic::error(
-                            codes::YAML_UNSUPPORTED,
-                            "mapping keys must be plain strings",
-                        )
-                        .label(node.span, "complex key")
-                        .help("use a string key");
+                        let d = Diagnostic::error(codes::YAML_UNSUPPORTED, "mapping keys must be plain strings")
+                            .label(node.span, "complex key")
+                            .help("use a string key");
                         self.stop(d);
                     }
                 },
                 Some((key, key_span)) => {
                     if let Some(first) = entries.iter().find(|e| e.key == key) {
-                        let d = Diagnostic::error(
-                            codes::YAML_DUPLICATE_KEY,
-                            format!("duplicate key `{key}`"),
-                        )
-                        .label(key_span, "defined again here")
-                        .label(first.key_span, "first defined here");
+                        let d = Diagnostic::error(codes::YAML_DUPLICATE_KEY, format!("duplicate key `{key}`"))
+                            .label(key_span, "defined again here")
+                            .label(first.key_span, "first defined here");
                         self.diagnostics.push(d);
                     } else {
-                        entries.push(Entry {
-                            key,
-                            key_span,
-                            value: node,
-                        });
+                        entries.push(Entry { key, key_span, value: node });
                     }
                 }
             },
@@ -317,29 +272,17 @@ impl Loader {
         if self.skipped_depth > 0 || self.stack.len() >= MAX_DEPTH {
             if self.skipped_depth == 0 {
                 self.stop(
-                    Diagnostic::error(
-                        codes::YAML_TOO_DEEP,
-                        format!("nesting deeper than {MAX_DEPTH} levels"),
-                    )
-                    .label(span, "too deep from here"),
+                    Diagnostic::error(codes::YAML_TOO_DEEP, format!("nesting deeper than {MAX_DEPTH} levels"))
+                        .label(span, "too deep from here"),
                 );
             }
             self.skipped_depth += 1;
             return;
         }
         self.stack.push(if seq {
-            Open::Seq {
-                start: span.start,
-                items: Vec::new(),
-                anchor,
-            }
+            Open::Seq { start: span.start, items: Vec::new(), anchor }
         } else {
-            Open::Map {
-                start: span.start,
-                entries: Vec::new(),
-                pending_key: None,
-                anchor,
-            }
+            Open::Map { start: span.start, entries: Vec::new(), pending_key: None, anchor }
         });
     }
 
@@ -350,44 +293,20 @@ impl Loader {
         }
         let Some(open) = self.stack.pop() else { return };
         let (node, anchor) = match open {
-            Open::Seq {
-                start,
-                items,
-                anchor,
-            } => (
-                Node {
-                    span: Span::new(start, end),
-                    kind: Kind::Seq(items),
-                },
-                anchor,
-            ),
-            Open::Map {
-                start,
-                entries,
-                anchor,
-                ..
-            } => (
-                Node {
-                    span: Span::new(start, end),
-                    kind: Kind::Map(entries),
-                },
-                anchor,
-            ),
+            Open::Seq { start, items, anchor } => {
+                (Node { span: Span::new(start, end), kind: Kind::Seq(items) }, anchor)
+            }
+            Open::Map { start, entries, anchor, .. } => {
+                (Node { span: Span::new(start, end), kind: Kind::Map(entries) }, anchor)
+            }
         };
         self.insert(node, anchor);
     }
 
     fn alias(&mut self, id: usize, span: Span) {
-        let Some(target) = self
-            .anchors
-            .iter()
-            .rev()
-            .find(|(a, _)| *a == id)
-            .map(|(_, n)| n.clone())
-        else {
+        let Some(target) = self.anchors.iter().rev().find(|(a, _)| *a == id).map(|(_, n)| n.clone()) else {
             self.stop(
-                Diagnostic::error(codes::YAML_SYNTAX, "alias to an unknown anchor")
-                    .label(span, "unknown anchor"),
+                Diagnostic::error(codes::YAML_SYNTAX, "alias to an unknown anchor").label(span, "unknown anchor"),
             );
             return;
         };
@@ -420,12 +339,9 @@ impl<'input> SpannedEventReceiver<'input> for Loader {
                 self.documents += 1;
                 if self.documents > 1 {
                     self.stop(
-                        Diagnostic::error(
-                            codes::YAML_UNSUPPORTED,
-                            "a file holds one YAML document",
-                        )
-                        .label(span, "second document starts here")
-                        .help("put each flow in its own file"),
+                        Diagnostic::error(codes::YAML_UNSUPPORTED, "a file holds one YAML document")
+                            .label(span, "second document starts here")
+                            .help("put each flow in its own file"),
                     );
                 }
             }
@@ -433,10 +349,7 @@ impl<'input> SpannedEventReceiver<'input> for Loader {
                 if self.skipped_depth > 0 || self.reject_tag(&tag, span) {
                     return;
                 }
-                let node = Node {
-                    span,
-                    kind: resolve_scalar(value.into_owned(), style),
-                };
+                let node = Node { span, kind: resolve_scalar(value.into_owned(), style) };
                 self.insert(node, anchor);
             }
             Event::SequenceStart(anchor, tag) => {
@@ -481,28 +394,21 @@ fn scalar_key(node: &Node) -> String {
 /// YAML 1.2 core schema resolution of a scalar. Quoted and block scalars are always strings.
 fn resolve_scalar(value: String, style: ScalarStyle) -> Kind {
     if style != ScalarStyle::Plain {
-        return Kind::Str {
-            value,
-            plain: false,
-        };
+        return Kind::Str { value, plain: false };
     }
     match value.as_str() {
         "" | "~" | "null" | "Null" | "NULL" => return Kind::Null,
         "true" | "True" | "TRUE" => return Kind::Bool(true),
         "false" | "False" | "FALSE" => return Kind::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
-            return Kind::Float(f64::INFINITY)
-        }
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Kind::Float(f64::INFINITY),
         "-.inf" | "-.Inf" | "-.INF" => return Kind::Float(f64::NEG_INFINITY),
         _ => {}
     }
     if let Some(i) = parse_int(&value) {
         return Kind::Int(i);
     }
-    let looks_numeric = value
-        .bytes()
-        .all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b))
-        && value.bytes().any(|b| b.is_ascii_digit());
+    let looks_numeric =
+        value.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b)) && value.bytes().any(|b| b.is_ascii_digit());
     if looks_numeric {
         if let Ok(f) = value.parse::<f64>() {
             return Kind::Float(f);
@@ -548,9 +454,7 @@ mod tests {
 
     #[test]
     fn resolves_core_schema_scalars() {
-        let root = load("a: true\nb: '1'\nc: 1.5\nd: ~\ne: 0x1f\nf: 1.2.3\n")
-            .unwrap()
-            .unwrap();
+        let root = load("a: true\nb: '1'\nc: 1.5\nd: ~\ne: 0x1f\nf: 1.2.3\n").unwrap().unwrap();
         assert_eq!(root.get("a").unwrap().kind, Kind::Bool(true));
         assert_eq!(root.get("b").unwrap().as_str(), Some("1"));
         assert_eq!(root.get("c").unwrap().kind, Kind::Float(1.5));
@@ -572,26 +476,18 @@ mod tests {
         assert_eq!(load(&deep).unwrap_err()[0].code, codes::YAML_TOO_DEEP);
         let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 0..8 {
-            let prev = if i == 0 {
-                "a".to_string()
-            } else {
-                format!("l{}", i - 1)
-            };
-            bomb.push_str(&format!("l{i}: &l{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"));
+            let prev = if i == 0 { "a".to_string() } else { format!("l{}", i - 1) };
+            bomb.push_str(&format!(
+                "l{i}: &l{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
         }
         assert_eq!(load(&bomb).unwrap_err()[0].code, codes::YAML_UNSUPPORTED);
     }
 
     #[test]
     fn rejects_second_document_and_tags() {
-        assert_eq!(
-            load("a: 1\n---\nb: 2\n").unwrap_err()[0].code,
-            codes::YAML_UNSUPPORTED
-        );
-        assert_eq!(
-            load("a: !foo 1\n").unwrap_err()[0].code,
-            codes::YAML_UNSUPPORTED
-        );
+        assert_eq!(load("a: 1\n---\nb: 2\n").unwrap_err()[0].code, codes::YAML_UNSUPPORTED);
+        assert_eq!(load("a: !foo 1\n").unwrap_err()[0].code, codes::YAML_UNSUPPORTED);
     }
 
     #[test]

@@ -25,10 +25,7 @@ pub const PROJECT_FILE: &str = "weft.yaml";
 /// The built-in catalog, loaded once per process.
 pub fn builtin_catalog() -> Result<&'static Catalog, &'static [Diagnostic]> {
     static CATALOG: OnceLock<Result<Catalog, Vec<Diagnostic>>> = OnceLock::new();
-    CATALOG
-        .get_or_init(Catalog::builtin)
-        .as_ref()
-        .map_err(Vec::as_slice)
+    CATALOG.get_or_init(Catalog::builtin).as_ref().map_err(Vec::as_slice)
 }
 
 /// The outcome of validating a set of paths.
@@ -61,10 +58,7 @@ pub fn validate_paths(paths: &[PathBuf]) -> Report {
         } else if path.is_file() {
             flows.push(path.clone());
         } else {
-            report.diagnostics.push(Diagnostic::error(
-                codes::FILE_IO,
-                format!("`{}` does not exist", path.display()),
-            ));
+            report.diagnostics.push(Diagnostic::error(codes::FILE_IO, format!("`{}` does not exist", path.display())));
         }
     }
     flows.sort();
@@ -73,11 +67,7 @@ pub fn validate_paths(paths: &[PathBuf]) -> Report {
     let mut projects: BTreeMap<Option<PathBuf>, ProjectContext> = BTreeMap::new();
     for path in flows {
         let is_project = path.file_name().is_some_and(|n| n == PROJECT_FILE);
-        let project_path = if is_project {
-            Some(path.clone())
-        } else {
-            find_project(&path)
-        };
+        let project_path = if is_project { Some(path.clone()) } else { find_project(&path) };
         let ctx = projects.entry(project_path.clone()).or_insert_with(|| {
             let ctx = ProjectContext::load(project_path.as_deref());
             report.projects += usize::from(project_path.is_some());
@@ -109,12 +99,7 @@ pub fn validate_flow(file: &SourceFile, ctx: &ProjectContext) -> Vec<Diagnostic>
     match serde_json::from_value::<Flow>(json) {
         Ok(model) => flow::check(&root, &model, ctx, &mut sink),
         Err(e) if !sink.has_errors() => {
-            sink.error(
-                codes::SCHEMA_INVALID,
-                root.span,
-                format!("the flow does not match the format: {e}"),
-                "here",
-            );
+            sink.error(codes::SCHEMA_INVALID, root.span, format!("the flow does not match the format: {e}"), "here");
         }
         Err(_) => {}
     }
@@ -126,22 +111,14 @@ pub fn validate_flow(file: &SourceFile, ctx: &ProjectContext) -> Vec<Diagnostic>
 /// The nearest `weft.yaml` in the file's directory or above it.
 pub fn find_project(file: &Path) -> Option<PathBuf> {
     let start = file.parent()?;
-    let start = if start.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        start
-    };
+    let start = if start.as_os_str().is_empty() { Path::new(".") } else { start };
     let absolute = start.canonicalize().ok()?;
     let mut relative = start.to_path_buf();
     for dir in absolute.ancestors() {
         if dir.join(PROJECT_FILE).is_file() {
             // Keep the path relative when the user gave a relative one: diagnostics print it.
             let candidate = relative.join(PROJECT_FILE);
-            return Some(if candidate.is_file() {
-                clean(&candidate)
-            } else {
-                dir.join(PROJECT_FILE)
-            });
+            return Some(if candidate.is_file() { clean(&candidate) } else { dir.join(PROJECT_FILE) });
         }
         relative.push("..");
     }
@@ -166,30 +143,22 @@ fn clean(path: &Path) -> PathBuf {
 /// (checked when the catalog loads them), dot-folders.
 fn is_skipped_dir(name: &str) -> bool {
     name.starts_with('.')
-        || matches!(
-            name,
-            "tests" | "cassettes" | "fixtures" | "connectors" | "target" | "node_modules"
-        )
+        || matches!(name, "tests" | "cassettes" | "fixtures" | "connectors" | "target" | "node_modules")
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>, diagnostics: &mut Vec<Diagnostic>) {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            diagnostics.push(Diagnostic::error(
-                codes::FILE_IO,
-                format!("cannot read directory `{}`: {e}", dir.display()),
-            ));
+            diagnostics
+                .push(Diagnostic::error(codes::FILE_IO, format!("cannot read directory `{}`: {e}", dir.display())));
             return;
         }
     };
     let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
     paths.sort();
     for path in paths {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         if path.is_dir() {
             if !is_skipped_dir(&name) {
                 collect(&path, out, diagnostics);

@@ -44,24 +44,9 @@ impl ProjectContext {
         let connections = catalog
             .connectors
             .keys()
-            .map(|name| {
-                (
-                    name.clone(),
-                    ConnectionInfo {
-                        connector: name.clone(),
-                        scopes: None,
-                        config: None,
-                    },
-                )
-            })
+            .map(|name| (name.clone(), ConnectionInfo { connector: name.clone(), scopes: None, config: None }))
             .collect();
-        ProjectContext {
-            file: None,
-            project: Project::default(),
-            connections,
-            catalog,
-            diagnostics,
-        }
+        ProjectContext { file: None, project: Project::default(), connections, catalog, diagnostics }
     }
 
     /// Load and check a project file (or the implicit project when `path` is `None`).
@@ -80,8 +65,7 @@ impl ProjectContext {
         };
         // Project connectors first, so that the connections below can name them.
         let base = path.parent().unwrap_or(Path::new("."));
-        ctx.diagnostics
-            .extend(ctx.catalog.add_dir(&base.join("connectors")));
+        ctx.diagnostics.extend(ctx.catalog.add_dir(&base.join("connectors")));
         let root = match load::parse(&file) {
             Ok(r) => r,
             Err(d) => {
@@ -96,8 +80,7 @@ impl ProjectContext {
             match serde_json::from_value::<Project>(json) {
                 Ok(project) => {
                     for extra in &project.connectors {
-                        sink.diagnostics
-                            .extend(ctx.catalog.add_dir(&base.join(extra)));
+                        sink.diagnostics.extend(ctx.catalog.add_dir(&base.join(extra)));
                     }
                     check(&root, &project, &ctx.catalog, &mut sink);
                     for (name, conn) in &project.connections {
@@ -161,20 +144,13 @@ impl ProjectContext {
 /// Meaning checks of weft.yaml: connectors exist, auth fits the scheme, scopes are known.
 fn check(root: &Node, project: &Project, catalog: &Catalog, sink: &mut Sink) {
     for (name, conn) in &project.connections {
-        let at = |rest: &str| {
-            root.at_pointer(&format!("/connections/{name}{rest}"))
-                .0
-                .span
-        };
+        let at = |rest: &str| root.at_pointer(&format!("/connections/{name}{rest}")).0.span;
         let Some(connector) = catalog.connector(&conn.connector) else {
             let known: Vec<&str> = catalog.connectors.keys().map(String::as_str).collect();
             sink.error(
                 codes::PROJECT_UNKNOWN_CONNECTOR,
                 at("/connector"),
-                format!(
-                    "connection `{name}` uses connector `{}`, which does not exist",
-                    conn.connector
-                ),
+                format!("connection `{name}` uses connector `{}`, which does not exist", conn.connector),
                 "unknown connector",
             )
             .help = Some(format!(
@@ -188,24 +164,16 @@ fn check(root: &Node, project: &Project, catalog: &Catalog, sink: &mut Sink) {
         let needed: &[(&str, bool)] = match connector.manifest.auth.scheme {
             AuthScheme::None => &[],
             AuthScheme::Bearer => &[("token", auth.token.is_some())],
-            AuthScheme::Basic => &[
-                ("username", auth.username.is_some()),
-                ("password", auth.password.is_some()),
-            ],
+            AuthScheme::Basic => &[("username", auth.username.is_some()), ("password", auth.password.is_some())],
             AuthScheme::Header => &[("api_key", auth.api_key.is_some())],
             // OAuth apps also take a ready access token (GHL private integration tokens).
             AuthScheme::Oauth2 if auth.token.is_some() => &[],
-            AuthScheme::Oauth2 => &[
-                ("client_id", auth.client_id.is_some()),
-                ("client_secret", auth.client_secret.is_some()),
-            ],
+            AuthScheme::Oauth2 => {
+                &[("client_id", auth.client_id.is_some()), ("client_secret", auth.client_secret.is_some())]
+            }
             AuthScheme::Url => &[("url", auth.url.is_some())],
         };
-        let missing: Vec<&str> = needed
-            .iter()
-            .filter(|(_, present)| !present)
-            .map(|(k, _)| *k)
-            .collect();
+        let missing: Vec<&str> = needed.iter().filter(|(_, present)| !present).map(|(k, _)| *k).collect();
         // A bearer connector may also be used with OAuth (GHL): client credentials stand in for a token.
         let oauth_instead = connector.manifest.auth.scheme == AuthScheme::Bearer
             && auth.client_id.is_some()
@@ -251,10 +219,7 @@ fn check(root: &Node, project: &Project, catalog: &Catalog, sink: &mut Sink) {
                         format!("`{scope}` is not a {} scope", connector.name),
                         "unknown scope",
                     )
-                    .help = Some(suggest(
-                        scope,
-                        connector.known_scopes.iter().map(String::as_str),
-                    ));
+                    .help = Some(suggest(scope, connector.known_scopes.iter().map(String::as_str)));
                 }
             }
         }

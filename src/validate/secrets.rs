@@ -25,10 +25,7 @@ pub fn looks_like_secret(s: &str) -> Option<&'static str> {
         return Some("a Slack incoming-webhook URL (the URL is the secret)");
     }
     let lower = t.to_ascii_lowercase();
-    if (lower.starts_with("bearer ") || lower.starts_with("basic "))
-        && t.len() > 20
-        && !t.contains("${{")
-    {
+    if (lower.starts_with("bearer ") || lower.starts_with("basic ")) && t.len() > 20 && !t.contains("${{") {
         return Some("an Authorization header value");
     }
     if t.starts_with("eyJ") && t.matches('.').count() == 2 && t.len() > 40 {
@@ -46,10 +43,7 @@ fn high_entropy(t: &str) -> bool {
     if t.len() < 32 || t.len() > 512 || t.contains(['/', ' ', '.', '@', ':']) {
         return false;
     }
-    if !t
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "-_+=".contains(c))
-    {
+    if !t.chars().all(|c| c.is_ascii_alphanumeric() || "-_+=".contains(c)) {
         return false;
     }
     let upper = t.chars().any(|c| c.is_ascii_uppercase());

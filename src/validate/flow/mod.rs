@@ -1,0 +1,427 @@
+//! Meaning checks of one flow against its project and the catalog (DESIGN.md "Validation", layer 2).
+//!
+//! The shape is already valid when this runs, so the typed [`Flow`] drives the walk and the YAML tree
+//! supplies spans. Every check pushes diagnostics and goes on: one run reports every problem in the file.
+//! Requests against operation schemas are checked in [`request`]; paths, templates and what they read in
+//! [`refs`].
+
+mod refs;
+mod request;
+
+use std::str::FromStr;
+
+use minijinja::{Environment, UndefinedBehavior};
+
+use super::project::{ConnectionInfo, ProjectContext};
+use crate::catalog::{Connector, EventDef, Lookup, Operation, ParamIn};
+use crate::diag::{codes, suggest, Sink};
+use crate::dsl::flow::{Flow, Step};
+use crate::dsl::yaml::Node;
+use crate::source::Span;
+
+pub fn check(root: &Node, flow: &Flow, ctx: &ProjectContext, sink: &mut Sink) {
+    let env = template_env();
+    let mut checker = Checker { root, flow, ctx, sink, env, event: None };
+    checker.trigger();
+    checker.vars();
+    checker.steps();
+}
+
+/// The template environment validation compiles with: the same syntax and strictness the engine uses.
+pub fn template_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .variable_delimiters("${{", "}}")
+        .block_delimiters("${%", "%}")
+        .comment_delimiters("${#", "#}")
+        .build()
+        .expect("static delimiters are valid");
+    env.set_syntax(syntax);
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env
+}
+
+/// Where a value sits, which decides what it may read.
+#[derive(Clone, Copy)]
+struct Scope<'s> {
+    /// Index of the current step, or `None` in `vars` and the trigger.
+    step: Option<usize>,
+    /// Inside a `for_each` step: `item` and `index` exist.
+    in_loop: bool,
+    /// In `vars`: other vars and steps are not available yet.
+    in_vars: bool,
+    _p: std::marker::PhantomData<&'s ()>,
+}
+
+struct Checker<'a> {
+    root: &'a Node,
+    flow: &'a Flow,
+    ctx: &'a ProjectContext,
+    sink: &'a mut Sink,
+    env: Environment<'static>,
+    /// The webhook event when the trigger is one, for checking `$.trigger…` paths.
+    event: Option<&'a EventDef>,
+}
+
+impl<'a> Checker<'a> {
+    fn node(&self, pointer: &str) -> &'a Node {
+        self.root.at_pointer(pointer).0
+    }
+
+    fn key_span(&self, pointer: &str) -> Span {
+        match self.root.at_pointer(pointer) {
+            (_, Some(entry)) => entry.key_span,
+            (node, None) => node.span,
+        }
+    }
+
+    fn connection(&mut self, name: &str, span: Span) -> Option<(&'a ConnectionInfo, &'a Connector)> {
+        let ctx = self.ctx;
+        let Some(info) = ctx.connections.get(name) else {
+            let known: Vec<&str> = ctx.connections.keys().map(String::as_str).collect();
+            let where_ = if ctx.file.is_some() { "weft.yaml" } else { "the built-in connectors (no weft.yaml found)" };
+            self.sink
+                .error(
+                    codes::FLOW_CALL_UNKNOWN_CONNECTION,
+                    span,
+                    format!("connection `{name}` is not declared in {where_}"),
+                    "unknown connection",
+                )
+                .help = Some(format!("{}; declare it under `connections:` in weft.yaml", suggest(name, known)));
+            return None;
+        };
+        // An unknown connector is reported on weft.yaml itself.
+        let connector = ctx.catalog.connector(&info.connector)?;
+        Some((info, connector))
+    }
+
+    // ---- trigger ----------------------------------------------------------------------------------
+
+    fn trigger(&mut self) {
+        let t = &self.flow.trigger;
+        let kinds = [t.webhook.is_some(), t.schedule.is_some(), t.poll.is_some(), t.manual.is_some()];
+        let count = kinds.iter().filter(|k| **k).count();
+        if count != 1 {
+            let span = self.key_span("/trigger");
+            let msg = if count == 0 { "the trigger has no kind" } else { "the trigger has more than one kind" };
+            self.sink.error(codes::FLOW_TRIGGER_KIND, span, msg, "trigger here").help =
+                Some("give exactly one of `webhook: { connection, event }`, `schedule: { cron }`, `poll: { call, every, items, id }` or `manual: {}`".into());
+        }
+        if let Some(w) = &t.webhook {
+            let span = self.node("/trigger/webhook/connection").span;
+            if let Some((info, connector)) = self.connection(&w.connection, span) {
+                let event_span = self.node("/trigger/webhook/event").span;
+                if connector.events.is_empty() {
+                    self.sink
+                        .error(
+                            codes::FLOW_TRIGGER_NO_WEBHOOKS,
+                            span,
+                            format!("connector `{}` sends no webhooks", connector.name),
+                            "no webhooks",
+                        )
+                        .help = Some("use a `poll` trigger on one of its list operations, or a `schedule`".into());
+                } else if let Some(event) = connector.events.get(&w.event) {
+                    self.event = Some(event);
+                    self.scope_check(info, &w.connection, &event.scopes, event_span, &format!("event `{}`", w.event));
+                } else {
+                    let known: Vec<&str> = connector.events.keys().map(String::as_str).collect();
+                    self.sink
+                        .error(
+                            codes::FLOW_TRIGGER_UNKNOWN_EVENT,
+                            event_span,
+                            format!("`{}` sends no event `{}`", connector.name, w.event),
+                            "unknown event",
+                        )
+                        .help = Some(format!(
+                        "{}; `weft catalog {}` lists its events",
+                        suggest(&w.event, known),
+                        connector.name
+                    ));
+                }
+            }
+        }
+        if let Some(s) = &t.schedule {
+            let span = self.node("/trigger/schedule/cron").span;
+            if let Err(e) = croner::Cron::from_str(&s.cron) {
+                self.sink
+                    .error(
+                        codes::FLOW_TRIGGER_BAD_CRON,
+                        span,
+                        format!("`{}` is not a valid cron expression: {e}", s.cron),
+                        "invalid cron",
+                    )
+                    .help = Some(
+                    "write five fields `minute hour day-of-month month day-of-week`, e.g. `0 2 * * *` for 02:00 daily"
+                        .into(),
+                );
+            }
+            if let Some(tz) = &s.timezone {
+                if !valid_timezone(tz) {
+                    let span = self.node("/trigger/schedule/timezone").span;
+                    self.sink
+                        .error(codes::SCHEMA_VALUE, span, format!("`{tz}` is not a supported time zone"), "unsupported")
+                        .help = Some("use `UTC` or a fixed offset such as `+05:30`".into());
+                }
+            }
+        }
+        if let Some(p) = &t.poll {
+            let call_span = self.node("/trigger/poll/call").span;
+            let op = self.resolve_call(&p.call, call_span);
+            let scope = Scope { step: None, in_loop: false, in_vars: true, _p: Default::default() };
+            if let Some(op) = op {
+                if let Some(q) = &p.query {
+                    self.params(op, ParamIn::Query, q.keys(), "/trigger/poll/query", "query parameter");
+                }
+                self.check_path_params(
+                    op,
+                    p.path.as_ref().map(|m| m.keys().cloned().collect()).unwrap_or_default(),
+                    "/trigger/poll/path",
+                    call_span,
+                );
+            }
+            for key in ["query", "path"] {
+                let node = self.node(&format!("/trigger/poll/{key}"));
+                if node.span != self.node("/trigger/poll").span {
+                    self.value(node, scope);
+                }
+            }
+            for key in ["items", "id"] {
+                let node = self.node(&format!("/trigger/poll/{key}"));
+                self.path_only(node, scope, &format!("`poll.{key}`"));
+            }
+        }
+    }
+
+    // ---- vars -------------------------------------------------------------------------------------
+
+    fn vars(&mut self) {
+        let scope = Scope { step: None, in_loop: false, in_vars: true, _p: Default::default() };
+        for name in self.flow.vars.keys() {
+            let node = self.node(&format!("/vars/{}", escape(name)));
+            self.value(node, scope);
+        }
+    }
+
+    // ---- steps ------------------------------------------------------------------------------------
+
+    fn steps(&mut self) {
+        let mut seen: Vec<(&str, Span)> = Vec::new();
+        for (i, step) in self.flow.steps.iter().enumerate() {
+            let base = format!("/steps/{i}");
+            let id_span = self.node(&format!("{base}/id")).span;
+            if let Some((_, first)) = seen.iter().find(|(id, _)| *id == step.id) {
+                let first = *first;
+                self.sink
+                    .error(
+                        codes::FLOW_STEP_DUPLICATE_ID,
+                        id_span,
+                        format!("step id `{}` is used twice", step.id),
+                        "used again here",
+                    )
+                    .labels
+                    .push(crate::diag::Label { span: first, text: "first used here".into() });
+            } else {
+                seen.push((&step.id, id_span));
+            }
+            self.step(i, step, &base);
+        }
+    }
+
+    fn step(&mut self, i: usize, step: &'a Step, base: &str) {
+        let id_span = self.key_span(base).join(self.node(&format!("{base}/id")).span);
+        match (&step.call, &step.set) {
+            (Some(_), Some(_)) => {
+                let span = self.key_span(&format!("{base}/set"));
+                self.sink
+                    .error(
+                        codes::FLOW_STEP_KIND,
+                        span,
+                        format!("step `{}` has both `call` and `set`", step.id),
+                        "second kind",
+                    )
+                    .help = Some("split it into two steps: one that calls, one that maps".into());
+            }
+            (None, None) => {
+                self.sink
+                    .error(
+                        codes::FLOW_STEP_KIND,
+                        id_span,
+                        format!("step `{}` neither calls an operation nor sets a value", step.id),
+                        "does nothing",
+                    )
+                    .help = Some("add `call: connection.api.operation` or `set: {...}`".into());
+            }
+            (None, Some(_)) => {
+                for key in ["path", "query", "headers", "body"] {
+                    if self.root.at_pointer(&format!("{base}/{key}")).1.is_some_and(|e| e.key == key) {
+                        let span = self.key_span(&format!("{base}/{key}"));
+                        self.sink
+                            .error(
+                                codes::FLOW_STEP_MISPLACED_KEY,
+                                span,
+                                format!("`{key}` on a step without `call`"),
+                                "no request to put it in",
+                            )
+                            .help =
+                            Some(format!("`{key}` shapes a request; remove it or add `call:` to step `{}`", step.id));
+                    }
+                }
+            }
+            (Some(call), None) => {
+                let call_span = self.node(&format!("{base}/call")).span;
+                if let Some(op) = self.resolve_call(call, call_span) {
+                    self.request(step, op, base, call_span);
+                }
+            }
+        }
+        if step.concurrency.is_some() && step.for_each.is_none() {
+            let span = self.key_span(&format!("{base}/concurrency"));
+            self.sink
+                .error(
+                    codes::FLOW_STEP_MISPLACED_KEY,
+                    span,
+                    "`concurrency` without `for_each`",
+                    "nothing to run concurrently",
+                )
+                .help = Some("add `for_each: $.path.to.list` or remove `concurrency`".into());
+        }
+
+        let outer = Scope { step: Some(i), in_loop: false, in_vars: false, _p: Default::default() };
+        let inner = Scope { in_loop: step.for_each.is_some(), ..outer };
+        if step.for_each.is_some() {
+            let node = self.node(&format!("{base}/for_each"));
+            self.path_only(node, outer, "`for_each`");
+        }
+        for key in ["path", "query", "headers", "body", "when", "set"] {
+            if let (node, Some(entry)) = self.root.at_pointer(&format!("{base}/{key}")) {
+                if entry.key == key {
+                    self.value(node, inner);
+                }
+            }
+        }
+    }
+
+    /// `connection.api.op` → the operation, or a diagnostic.
+    fn resolve_call(&mut self, call: &str, span: Span) -> Option<&'a Operation> {
+        let mut parts = call.splitn(3, '.');
+        let (Some(conn), Some(api), Some(op)) = (parts.next(), parts.next(), parts.next()) else {
+            self.sink
+                .error(
+                    codes::FLOW_CALL_SYNTAX,
+                    span,
+                    format!("`{call}` is not `connection.api.operation`"),
+                    "expected three dotted parts",
+                )
+                .help = Some("e.g. `ghl.contacts.get-contact`; `weft catalog` lists operations".into());
+            return None;
+        };
+        let (info, connector) = self.connection(conn, span)?;
+        let catalog = &self.ctx.catalog;
+        match catalog.lookup(connector, api, op) {
+            Lookup::Found(found) => {
+                let scopes = found.scopes.clone();
+                self.scope_check(info, conn, &scopes, span, &format!("`{} {}`", found.method, found.path));
+                Some(found)
+            }
+            Lookup::UnknownApi { known } => {
+                self.sink
+                    .error(
+                        codes::FLOW_CALL_UNKNOWN_API,
+                        span,
+                        format!("connector `{}` has no API `{api}`", connector.name),
+                        "unknown API",
+                    )
+                    .help = Some(suggest(api, known));
+                None
+            }
+            Lookup::UnknownOperation { known } => {
+                // Also look across the connector's other APIs: the operation may just be filed elsewhere.
+                let elsewhere: Vec<String> = connector
+                    .operations()
+                    .filter(|o| o.id == op)
+                    .map(|o| format!("`{conn}.{}.{}`", o.api, o.id))
+                    .collect();
+                let help = if elsewhere.is_empty() {
+                    format!(
+                        "{}; `weft catalog {} --search {}` lists operations",
+                        suggest(op, known),
+                        connector.name,
+                        op.split('-').next_back().unwrap_or(op)
+                    )
+                } else {
+                    format!("it exists as {}", elsewhere.join(", "))
+                };
+                self.sink
+                    .error(
+                        codes::FLOW_CALL_UNKNOWN_OPERATION,
+                        span,
+                        format!("`{}.{api}` has no operation `{op}`", connector.name),
+                        "unknown operation",
+                    )
+                    .help = Some(help);
+                None
+            }
+            Lookup::Ambiguous(ops) => {
+                let routes: Vec<String> = ops.iter().map(|o| format!("`{conn}.{api}.{}`", o.route())).collect();
+                self.sink
+                    .error(
+                        codes::FLOW_CALL_AMBIGUOUS,
+                        span,
+                        format!("`{op}` names {} operations in `{}.{api}`", ops.len(), connector.name),
+                        "ambiguous",
+                    )
+                    .help = Some(format!("address one by method and path: {}", routes.join(", ")));
+                None
+            }
+        }
+    }
+
+    fn scope_check(&mut self, info: &ConnectionInfo, conn: &str, needed: &[String], span: Span, what: &str) {
+        let Some(declared) = &info.scopes else { return };
+        if needed.is_empty() || needed.iter().any(|s| declared.contains(s)) {
+            return;
+        }
+        let list: Vec<String> = needed.iter().map(|s| format!("`{s}`")).collect();
+        self.sink
+            .error(
+                codes::FLOW_SCOPE_MISSING,
+                span,
+                format!("connection `{conn}` lacks a scope for {what}"),
+                format!("needs {}", list.join(" or ")),
+            )
+            .help =
+            Some(format!("add {} to `connections.{conn}.scopes` in weft.yaml (and grant it to the app)", list[0]));
+    }
+}
+
+fn article(what: &str) -> String {
+    match what.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => format!("an {what}"),
+        _ => format!("a {what}"),
+    }
+}
+
+fn escape(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+fn list(items: &[&str]) -> String {
+    if items.is_empty() {
+        return "none".into();
+    }
+    let shown: Vec<String> = items.iter().take(15).map(|i| format!("`{i}`")).collect();
+    let more = if items.len() > 15 { format!(" and {} more", items.len() - 15) } else { String::new() };
+    format!("{}{more}", shown.join(", "))
+}
+
+fn valid_timezone(tz: &str) -> bool {
+    if tz == "UTC" || tz == "Z" {
+        return true;
+    }
+    let b = tz.as_bytes();
+    b.len() == 6
+        && (b[0] == b'+' || b[0] == b'-')
+        && b[3] == b':'
+        && tz[1..3].parse::<u8>().is_ok_and(|h| h <= 14)
+        && tz[4..6].parse::<u8>().is_ok_and(|m| m < 60)
+}

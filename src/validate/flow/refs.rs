@@ -1,0 +1,323 @@
+//! Values: JSONPaths, `${{ }}` templates and literals, and what they read: roots of the run context,
+//! earlier steps, declared vars and connections, and fields of the trigger event's payload schema.
+
+use super::{list, Checker, Scope};
+use crate::catalog::schema::{deref, Shape};
+use crate::catalog::EventDef;
+use crate::diag::{codes, suggest};
+use crate::dsl::value::{classify, static_segments, Segment, ValueKind, ROOTS};
+use crate::dsl::yaml::{Kind, Node};
+use crate::source::Span;
+use crate::validate::secrets::looks_like_secret;
+
+/// Names minijinja resolves as functions, not context variables.
+const TEMPLATE_GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "now"];
+
+/// Fields of a connection a flow may read (never credentials).
+const CONNECTION_FIELDS: &[&str] = &["name", "connector", "location_id", "base_url"];
+
+impl<'a> Checker<'a> {
+    pub(super) fn value(&mut self, node: &Node, scope: Scope) {
+        match classify(node) {
+            ValueKind::Path(p) => self.path(p, node.span, scope),
+            ValueKind::PathWithDefault { path, default } => {
+                self.path_only(path, scope, "`from`");
+                if let Some(d) = default {
+                    self.value(d, scope);
+                }
+            }
+            ValueKind::Template(t) => self.template(t, node.span, scope),
+            ValueKind::Literal(lit) => self.literal(lit),
+            ValueKind::Map => {
+                if let Kind::Map(entries) = &node.kind {
+                    for e in entries {
+                        self.value(&e.value, scope);
+                    }
+                }
+            }
+            ValueKind::List => {
+                if let Kind::Seq(items) = &node.kind {
+                    for item in items {
+                        self.value(item, scope);
+                    }
+                }
+            }
+        }
+    }
+
+    pub(super) fn literal(&mut self, node: &Node) {
+        match &node.kind {
+            Kind::Str { value, .. } => {
+                if let Some(what) = looks_like_secret(value) {
+                    self.sink
+                        .error(codes::FLOW_SECRET_INLINE, node.span, format!("this looks like {what}"), "secret-looking literal")
+                        .help = Some("never write secrets into flows: put it in weft.yaml as `auth: { token: { env: NAME } }` (or `file:`), and rotate this one if it is real".into());
+                }
+            }
+            Kind::Map(entries) => entries.iter().for_each(|e| self.literal(&e.value)),
+            Kind::Seq(items) => items.iter().for_each(|i| self.literal(i)),
+            _ => {}
+        }
+    }
+
+    /// A value that must be a JSONPath (for_each, poll items, `from`).
+    pub(super) fn path_only(&mut self, node: &Node, scope: Scope, what: &str) {
+        match node.as_str() {
+            Some(s) if crate::dsl::value::is_path(s) => self.path(s, node.span, scope),
+            _ => {
+                self.sink
+                    .error(codes::FLOW_PATH_SYNTAX, node.span, format!("{what} must be a JSONPath"), "not a JSONPath")
+                    .help = Some("start it with `$.`, e.g. `$.steps.list.items`".into());
+            }
+        }
+    }
+
+    pub(super) fn path(&mut self, path: &str, span: Span, scope: Scope) {
+        if let Err(e) = serde_json_path::JsonPath::parse(path) {
+            // Plain scalars span exactly the text; point at the character when we can.
+            let at = if span.len() == path.len() {
+                Span::new(span.start + e.position(), span.start + e.position() + 1)
+            } else {
+                span
+            };
+            self.sink.error(codes::FLOW_PATH_SYNTAX, at, format!("invalid JSONPath `{path}`: {}", e.message()), "does not parse").help =
+                Some("write an RFC 9535 JSONPath, e.g. `$.trigger.payload.payment.entity.email` or `$.steps.find.contact.id`; quote odd names: `$['my key']`".into());
+            return;
+        }
+        let segments = static_segments(path);
+        let Some(Segment::Name(root)) = segments.first() else {
+            if path == "$" || !segments.is_empty() {
+                return;
+            }
+            // `$..x` or `$[*]`: reads the whole context; allowed, nothing to check.
+            return;
+        };
+        let names: Vec<String> = segments[1..].iter().map(segment_name).collect();
+        self.reference(root, &names, span, scope, "JSONPath");
+    }
+
+    pub(super) fn template(&mut self, source: &str, span: Span, scope: Scope) {
+        let template = match self.env.template_from_str(source) {
+            Ok(t) => t,
+            Err(e) => {
+                self.sink
+                    .error(
+                        codes::FLOW_TEMPLATE_SYNTAX,
+                        span,
+                        format!("template does not compile: {}", e.detail().unwrap_or("syntax error")),
+                        "invalid template",
+                    )
+                    .help = Some(
+                    "expressions go between `${{` and `}}`, e.g. `${{ trigger.payload.payment.entity.amount / 100 }}`"
+                        .into(),
+                );
+                return;
+            }
+        };
+        // The text around the expressions is literal: a token pasted there leaks like any other literal.
+        let literal_text: String = source
+            .split("${{")
+            .enumerate()
+            .map(|(i, part)| if i == 0 { part } else { part.split_once("}}").map_or("", |(_, rest)| rest) })
+            .collect::<Vec<_>>()
+            .join(" ");
+        for word in literal_text.split_whitespace() {
+            if let Some(what) = looks_like_secret(word) {
+                self.sink
+                    .error(codes::FLOW_SECRET_INLINE, span, format!("this template's text contains what looks like {what}"), "secret-looking text")
+                    .help = Some("never write secrets into flows: put it in weft.yaml as `{ env: NAME }` or `{ file: path }`, and rotate this one if it is real".into());
+            }
+        }
+        let mut vars: Vec<String> = template.undeclared_variables(true).into_iter().collect();
+        vars.sort();
+        for var in vars {
+            let mut parts = var.split('.').map(String::from);
+            let root = parts.next().unwrap_or_default();
+            if TEMPLATE_GLOBALS.contains(&root.as_str()) {
+                continue;
+            }
+            let rest: Vec<String> = parts.collect();
+            self.reference(&root, &rest, span, scope, "template");
+        }
+    }
+
+    /// Check what a path or template reads: its root, and for steps/vars/connections/trigger the name after.
+    pub(super) fn reference(&mut self, root: &str, rest: &[String], span: Span, scope: Scope, kind: &str) {
+        let loop_only = matches!(root, "item" | "index");
+        if !ROOTS.contains(&root) || (loop_only && !scope.in_loop) {
+            let available: Vec<&str> =
+                ROOTS.iter().copied().filter(|r| scope.in_loop || !matches!(*r, "item" | "index")).collect();
+            let (code, msg) = if kind == "template" {
+                (
+                    codes::FLOW_TEMPLATE_UNKNOWN_VARIABLE,
+                    format!("the template uses `{root}`, which does not exist here"),
+                )
+            } else {
+                (codes::FLOW_PATH_UNKNOWN_ROOT, format!("the path starts from `{root}`, which does not exist here"))
+            };
+            let help = if loop_only {
+                format!("`{root}` exists only inside a step with `for_each`")
+            } else {
+                format!(
+                    "{}; the run context is `{{{}}}`",
+                    suggest(root, available.iter().copied()),
+                    available.join(", ")
+                )
+            };
+            self.sink.error(code, span, msg, "unknown name").help = Some(help);
+            return;
+        }
+        let first = rest.first().map(String::as_str);
+        match (root, first) {
+            ("steps", Some(id)) => self.step_ref(id, span, scope),
+            ("steps", None) if scope.in_vars => self.step_ref("", span, scope),
+            ("vars", Some(name)) => {
+                if scope.in_vars {
+                    self.sink
+                        .error(
+                            codes::FLOW_REF_UNKNOWN_VAR,
+                            span,
+                            format!("`vars.{name}` is read while vars are being defined"),
+                            "not yet defined",
+                        )
+                        .help = Some("vars may use `trigger`, `event` and `connections`, not each other".into());
+                } else if !self.flow.vars.contains_key(name) {
+                    let known: Vec<&str> = self.flow.vars.keys().map(String::as_str).collect();
+                    self.sink
+                        .error(
+                            codes::FLOW_REF_UNKNOWN_VAR,
+                            span,
+                            format!("the flow declares no var `{name}`"),
+                            "unknown var",
+                        )
+                        .help = Some(format!("{}; declare it under `vars:`", suggest(name, known)));
+                }
+            }
+            ("connections", Some(name)) => {
+                if !self.ctx.connections.contains_key(name) {
+                    let known: Vec<&str> = self.ctx.connections.keys().map(String::as_str).collect();
+                    self.sink
+                        .error(
+                            codes::FLOW_REF_UNKNOWN_CONNECTION,
+                            span,
+                            format!("connection `{name}` is not declared"),
+                            "unknown connection",
+                        )
+                        .help = Some(suggest(name, known));
+                } else if let Some(field) = rest.get(1) {
+                    if !CONNECTION_FIELDS.contains(&field.as_str()) {
+                        self.sink
+                            .error(
+                                codes::FLOW_REF_UNKNOWN_CONNECTION,
+                                span,
+                                format!("connections expose no field `{field}`"),
+                                "unknown field",
+                            )
+                            .help = Some(format!(
+                            "{} (credentials are never readable from flows)",
+                            suggest(field, CONNECTION_FIELDS.iter().copied())
+                        ));
+                    }
+                }
+            }
+            ("trigger", _) => self.trigger_ref(rest, span),
+            _ => {}
+        }
+    }
+
+    pub(super) fn step_ref(&mut self, id: &str, span: Span, scope: Scope) {
+        let position = self.flow.steps.iter().position(|s| s.id == id);
+        let current = scope.step.unwrap_or(0);
+        let earlier: Vec<&str> = self.flow.steps[..scope.step.unwrap_or(0)].iter().map(|s| s.id.as_str()).collect();
+        match position {
+            None => {
+                let all: Vec<&str> = self.flow.steps.iter().map(|s| s.id.as_str()).collect();
+                self.sink
+                    .error(codes::FLOW_REF_UNKNOWN_STEP, span, format!("there is no step `{id}`"), "unknown step")
+                    .help = Some(if earlier.is_empty() {
+                    format!("no step runs before this one; steps are {}", list(&all))
+                } else {
+                    suggest(id, earlier)
+                });
+            }
+            Some(p) if scope.step.is_none() || p >= current => {
+                let why = if scope.step.is_none() {
+                    "vars and the trigger are evaluated before any step runs".to_string()
+                } else if p == current {
+                    format!("a step cannot read its own output (step `{id}`)")
+                } else {
+                    format!("step `{id}` runs after this one")
+                };
+                self.sink
+                    .error(
+                        codes::FLOW_REF_LATER_STEP,
+                        span,
+                        format!("`steps.{id}` is read before it exists"),
+                        "not run yet",
+                    )
+                    .help = Some(format!("{why}; move this step after `{id}`, or read an earlier step"));
+            }
+            _ => {}
+        }
+    }
+
+    /// `$.trigger.a.b` against the webhook event's payload schema.
+    pub(super) fn trigger_ref(&mut self, rest: &[String], span: Span) {
+        let Some(event) = self.event else { return };
+        let Some(schema) = &event.schema else { return };
+        let mut current = schema;
+        let mut walked = String::from("trigger");
+        for name in rest {
+            let node = deref(schema, current);
+            if let Ok(_index) = name.parse::<i64>() {
+                match node.get("items") {
+                    Some(items) => {
+                        current = items;
+                        walked.push_str(&format!("[{name}]"));
+                        continue;
+                    }
+                    None => return self.open_field(&walked, span, event),
+                }
+            }
+            let shape = Shape::of(schema, node);
+            if let Some(next) = shape.properties.get(name.as_str()) {
+                current = next;
+                walked.push('.');
+                walked.push_str(name);
+                continue;
+            }
+            if shape.open || node.get("additionalProperties").is_some_and(|a| a.is_object()) {
+                return self.open_field(&format!("{walked}.{name}"), span, event);
+            }
+            let known: Vec<&str> = shape.properties.keys().map(String::as_str).collect();
+            self.sink
+                .error(
+                    codes::FLOW_TRIGGER_UNKNOWN_FIELD,
+                    span,
+                    format!("`{walked}` has no field `{name}` in `{}` events", event.name),
+                    "unknown field",
+                )
+                .help = Some(match crate::diag::did_you_mean(name, known.iter().copied()).first() {
+                Some(close) => format!("did you mean `{close}`? `{walked}` has {}", list(&known)),
+                None => format!("`{walked}` has {}", list(&known)),
+            });
+            return;
+        }
+    }
+
+    pub(super) fn open_field(&mut self, walked: &str, span: Span, event: &EventDef) {
+        self.sink.warning(
+            codes::FLOW_TRIGGER_OPEN_FIELD,
+            span,
+            format!("`{walked}` is not described by the `{}` payload schema", event.name),
+            "unchecked",
+        );
+    }
+}
+
+fn segment_name(s: &Segment) -> String {
+    match s {
+        Segment::Name(n) => n.clone(),
+        Segment::Index(i) => i.to_string(),
+    }
+}
