@@ -14,14 +14,10 @@ fn main() {
     files.sort();
     let mut out = String::from("/// Built-in connector files: (path relative to `connectors/`, contents).\npub static FILES: &[(&str, &[u8])] = &[\n");
     for (rel, abs) in &files {
-        out.push_str(&format!(
-            "    ({rel:?}, include_bytes!({:?})),\n",
-            abs.display().to_string()
-        ));
+        out.push_str(&format!("    ({rel:?}, include_bytes!({:?})),\n", abs.display().to_string()));
     }
     out.push_str("];\n");
-    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
-        .join("embedded_connectors.rs");
+    let dest = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_connectors.rs");
     fs::write(dest, out).expect("write embedded connector table");
 }
 
@@ -34,15 +30,8 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, PathBuf)>) {
         println!("cargo:rerun-if-changed={}", path.display());
         if path.is_dir() {
             collect(root, &path, files);
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "json" | "pem")
-        ) {
-            let rel = path
-                .strip_prefix(root)
-                .expect("under root")
-                .to_string_lossy()
-                .replace('\\', "/");
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "json" | "pem")) {
+            let rel = path.strip_prefix(root).expect("under root").to_string_lossy().replace('\\', "/");
             files.push((rel, path));
         }
     }

@@ -10,28 +10,20 @@ use weft::validate::{validate_flow, ProjectContext};
 
 /// The five realistic templates in `benches/data/flow_templates.txt`, instantiated `count` times.
 pub fn generated_flows(count: usize) -> Vec<SourceFile> {
-    let templates: Vec<&str> = include_str!("data/flow_templates.txt")
-        .split("%%\n")
-        .collect();
+    let templates: Vec<&str> = include_str!("data/flow_templates.txt").split("%%\n").collect();
     (0..count)
         .map(|i| {
-            let text = templates[i % templates.len()]
-                .replace("{n}", &i.to_string())
-                .replace("{m}", &(i % 60).to_string());
+            let text =
+                templates[i % templates.len()].replace("{n}", &i.to_string()).replace("{m}", &(i % 60).to_string());
             SourceFile::new(format!("flows/generated-{i}.yaml"), text)
         })
         .collect()
 }
 
 fn bench(c: &mut Criterion) {
-    c.bench_function("catalog_load_builtin", |b| {
-        b.iter(|| black_box(Catalog::builtin().expect("catalog")))
-    });
+    c.bench_function("catalog_load_builtin", |b| b.iter(|| black_box(Catalog::builtin().expect("catalog"))));
 
-    let project = ProjectContext::from_source(&SourceFile::new(
-        "weft.yaml",
-        include_str!("data/weft.yaml"),
-    ));
+    let project = ProjectContext::from_source(&SourceFile::new("weft.yaml", include_str!("data/weft.yaml")));
     assert!(project.diagnostics.is_empty(), "{:?}", project.diagnostics);
     let flows = generated_flows(1000);
     for f in &flows {
@@ -40,9 +32,7 @@ fn bench(c: &mut Criterion) {
             d.is_empty(),
             "generated flow {} is not clean: {:#?}",
             f.name(),
-            d.iter()
-                .map(weft::diag::render::one_line)
-                .collect::<Vec<_>>()
+            d.iter().map(weft::diag::render::one_line).collect::<Vec<_>>()
         );
     }
     let mut group = c.benchmark_group("validate");

@@ -20,8 +20,7 @@ fn assert_refs_resolve(doc: &Value, schema: &Value, what: &str) {
                         continue;
                     }
                     let target = r.strip_prefix('#').and_then(|p| doc.pointer(p));
-                    let target =
-                        target.unwrap_or_else(|| panic!("{what}: `$ref: {r}` does not resolve"));
+                    let target = target.unwrap_or_else(|| panic!("{what}: `$ref: {r}` does not resolve"));
                     stack.push(target);
                 }
                 stack.extend(map.values());
@@ -38,17 +37,9 @@ fn every_operation_resolves_its_schemas() {
     let mut count = 0;
     for op in catalog.operations() {
         count += 1;
-        assert!(
-            !op.id.is_empty() && op.path.starts_with('/'),
-            "{}: bad id or path",
-            op.qualified()
-        );
+        assert!(!op.id.is_empty() && op.path.starts_with('/'), "{}: bad id or path", op.qualified());
         for p in &op.params {
-            assert_refs_resolve(
-                &op.doc,
-                &p.schema,
-                &format!("{} param {}", op.qualified(), p.name),
-            );
+            assert_refs_resolve(&op.doc, &p.schema, &format!("{} param {}", op.qualified(), p.name));
         }
         if let Some(body) = &op.body {
             assert_refs_resolve(&op.doc, body, &format!("{} body", op.qualified()));
@@ -82,30 +73,15 @@ fn every_event_schema_compiles_and_accepts_its_example() {
     let mut checked = 0;
     for connector in catalog.connectors.values() {
         for event in connector.events.values() {
-            let schema = event
-                .schema
-                .as_ref()
-                .unwrap_or_else(|| panic!("{}/{}: no payload schema", connector.name, event.name));
-            let validator = jsonschema::validator_for(schema).unwrap_or_else(|e| {
-                panic!(
-                    "{}/{}: schema does not compile: {e}",
-                    connector.name, event.name
-                )
-            });
-            let example = event
-                .example
-                .as_ref()
-                .unwrap_or_else(|| panic!("{}/{}: no example", connector.name, event.name));
-            let errors: Vec<String> = validator
-                .iter_errors(example)
-                .map(|e| format!("{} at {}", e, e.instance_path()))
-                .collect();
-            assert!(
-                errors.is_empty(),
-                "{}/{}: example does not match schema: {errors:?}",
-                connector.name,
-                event.name
-            );
+            let schema =
+                event.schema.as_ref().unwrap_or_else(|| panic!("{}/{}: no payload schema", connector.name, event.name));
+            let validator = jsonschema::validator_for(schema)
+                .unwrap_or_else(|e| panic!("{}/{}: schema does not compile: {e}", connector.name, event.name));
+            let example =
+                event.example.as_ref().unwrap_or_else(|| panic!("{}/{}: no example", connector.name, event.name));
+            let errors: Vec<String> =
+                validator.iter_errors(example).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+            assert!(errors.is_empty(), "{}/{}: example does not match schema: {errors:?}", connector.name, event.name);
             checked += 1;
         }
     }
@@ -119,30 +95,16 @@ fn ghl_facts_hold() {
     assert_eq!(ghl.apis.len(), 10);
     assert_eq!(ghl.events.len(), 58);
     // operationIds collide inside payments.json: the lookup must say so.
-    assert!(
-        matches!(catalog.lookup(ghl, "payments", "create-integration"), Lookup::Ambiguous(ops) if ops.len() >= 2)
-    );
+    assert!(matches!(catalog.lookup(ghl, "payments", "create-integration"), Lookup::Ambiguous(ops) if ops.len() >= 2));
     // Scopes come from Scopes.md.
-    let get_contact = ghl.apis["contacts"]
-        .iter()
-        .find(|o| o.id == "get-contact")
-        .expect("get-contact");
-    assert!(
-        get_contact
-            .scopes
-            .contains(&"contacts.readonly".to_string()),
-        "{:?}",
-        get_contact.scopes
-    );
-    assert!(ghl.events["ContactCreate"]
-        .scopes
-        .contains(&"contacts.readonly".to_string()));
+    let get_contact = ghl.apis["contacts"].iter().find(|o| o.id == "get-contact").expect("get-contact");
+    assert!(get_contact.scopes.contains(&"contacts.readonly".to_string()), "{:?}", get_contact.scopes);
+    assert!(ghl.events["ContactCreate"].scopes.contains(&"contacts.readonly".to_string()));
     // v2 has no refund fields on the white-label provider operation.
     let whitelabel = ghl.apis["payments"]
         .iter()
         .find(|o| o.route() == "POST:/payments/integrations/provider/whitelabel")
         .expect("whitelabel");
-    let shape =
-        weft::catalog::schema::Shape::of(&whitelabel.doc, whitelabel.body.as_ref().expect("body"));
+    let shape = weft::catalog::schema::Shape::of(&whitelabel.doc, whitelabel.body.as_ref().expect("body"));
     assert!(!shape.properties.contains_key("refundAmount"));
 }

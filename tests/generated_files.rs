@@ -21,11 +21,7 @@ fn check_fresh(rel: &str, generated: &str) {
 
 #[test]
 fn schemas_are_fresh() {
-    for (format, file) in [
-        (Format::Flow, "flow"),
-        (Format::Project, "project"),
-        (Format::Connector, "connector"),
-    ] {
+    for (format, file) in [(Format::Flow, "flow"), (Format::Project, "project"), (Format::Connector, "connector")] {
         let text = weft::cli::pretty(format.schema()) + "\n";
         check_fresh(&format!("schemas/{file}.schema.json"), &text);
     }
@@ -35,19 +31,11 @@ fn schemas_are_fresh() {
 fn schemas_are_draft_2020_12_and_describe_every_property() {
     for format in [Format::Flow, Format::Project, Format::Connector] {
         let schema = format.schema();
-        assert_eq!(
-            schema["$schema"],
-            "https://json-schema.org/draft/2020-12/schema"
-        );
-        jsonschema::draft202012::meta::validate(schema)
-            .expect("valid against the 2020-12 meta-schema");
+        assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
+        jsonschema::draft202012::meta::validate(schema).expect("valid against the 2020-12 meta-schema");
         let mut undocumented = Vec::new();
         walk(schema, "", &mut undocumented);
-        assert!(
-            undocumented.is_empty(),
-            "{}: properties without a description: {undocumented:?}",
-            format.name()
-        );
+        assert!(undocumented.is_empty(), "{}: properties without a description: {undocumented:?}", format.name());
     }
 }
 
@@ -63,8 +51,8 @@ fn walk(schema: &serde_json::Value, at: &str, missing: &mut Vec<String>) {
                     .and_then(|r| r.as_str())
                     .and_then(|r| r.strip_prefix('#'))
                     .and_then(|p| root.pointer(p));
-                let described = prop.get("description").is_some()
-                    || target.is_some_and(|t| t.get("description").is_some());
+                let described =
+                    prop.get("description").is_some() || target.is_some_and(|t| t.get("description").is_some());
                 if !described {
                     missing.push(format!("{path}/{name}"));
                 }

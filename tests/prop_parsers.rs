@@ -185,32 +185,12 @@ proptest! {
 fn hostile_files_get_located_diagnostics() {
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty", Vec::new(), "file::empty"),
-        (
-            "not utf-8",
-            b"flow: a\ndescription: \xff\xfe\n".to_vec(),
-            "file::not_utf8",
-        ),
-        (
-            "deep",
-            format!("a: {}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(),
-            "yaml::too_deep",
-        ),
+        ("not utf-8", b"flow: a\ndescription: \xff\xfe\n".to_vec(), "file::not_utf8"),
+        ("deep", format!("a: {}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(), "yaml::too_deep"),
         ("huge", vec![b'#'; 10 * 1024 * 1024], "file::too_large"),
-        (
-            "duplicate keys",
-            b"flow: a\nflow: b\n".to_vec(),
-            "yaml::duplicate_key",
-        ),
-        (
-            "not yaml",
-            b"flow: [unclosed\n  description: x\n".to_vec(),
-            "yaml::syntax",
-        ),
-        (
-            "binary",
-            vec![0u8, 159, 146, 150, 1, 2, 3],
-            "file::not_utf8",
-        ),
+        ("duplicate keys", b"flow: a\nflow: b\n".to_vec(), "yaml::duplicate_key"),
+        ("not yaml", b"flow: [unclosed\n  description: x\n".to_vec(), "yaml::syntax"),
+        ("binary", vec![0u8, 159, 146, 150, 1, 2, 3], "file::not_utf8"),
     ];
     for (what, bytes, code) in cases {
         let diags = match weft::dsl::load::from_bytes(std::path::Path::new("hostile.yaml"), bytes) {
@@ -223,9 +203,6 @@ fn hostile_files_get_located_diagnostics() {
         };
         assert!(!diags.is_empty(), "{what}: no diagnostic");
         assert_eq!(diags[0].code.id, code, "{what}");
-        assert!(
-            diags[0].file.is_some() && diags[0].location().is_some(),
-            "{what}: diagnostic has no location"
-        );
+        assert!(diags[0].file.is_some() && diags[0].location().is_some(), "{what}: diagnostic has no location");
     }
 }

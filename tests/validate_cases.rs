@@ -10,17 +10,12 @@ use weft::diag::render;
 use weft::validate::validate_paths;
 
 fn cases(dir: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/cases")
-        .join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cases").join(dir);
     let mut out: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .flatten()
         .map(|e| e.path())
-        .filter(|p| {
-            p.extension().is_some_and(|e| e == "yaml")
-                && p.file_name().is_some_and(|n| n != "weft.yaml")
-        })
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml") && p.file_name().is_some_and(|n| n != "weft.yaml"))
         .collect();
     out.sort();
     out
@@ -38,11 +33,7 @@ fn render_case(path: &Path) -> String {
         out.push_str(&render::human(d, render::Human::plain()));
         out.push('\n');
     }
-    out.push_str(&format!(
-        "errors: {}, warnings: {}\n",
-        report.errors(),
-        report.warnings()
-    ));
+    out.push_str(&format!("errors: {}, warnings: {}\n", report.errors(), report.warnings()));
     out
 }
 
@@ -73,19 +64,11 @@ impl Drop for CwdGuard {
 fn bad_flows_match_their_reviewed_reports() {
     let bless = std::env::var_os("WEFT_BLESS").is_some();
     let cases = cases("validate");
-    assert!(
-        cases.len() >= 40,
-        "expected at least 40 bad-flow cases, found {}",
-        cases.len()
-    );
+    assert!(cases.len() >= 40, "expected at least 40 bad-flow cases, found {}", cases.len());
     let mut failures = Vec::new();
     for case in &cases {
         let actual = render_case(case);
-        assert!(
-            !actual.starts_with("errors: 0,"),
-            "{}: a bad-flow case must produce an error",
-            case.display()
-        );
+        assert!(!actual.starts_with("errors: 0,"), "{}: a bad-flow case must produce an error", case.display());
         let expected_path = case.with_extension("out");
         if bless {
             std::fs::write(&expected_path, &actual).expect("write snapshot");
@@ -93,11 +76,7 @@ fn bad_flows_match_their_reviewed_reports() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if expected != actual {
-            failures.push(format!(
-                "--- {}\n+++ actual\n{}",
-                expected_path.display(),
-                diff(&expected, &actual)
-            ));
+            failures.push(format!("--- {}\n+++ actual\n{}", expected_path.display(), diff(&expected, &actual)));
         }
     }
     assert!(
@@ -120,22 +99,10 @@ fn every_code_has_a_case() {
         }
     }
     // Codes that only arise from the file system or the built-in catalog are covered by unit tests.
-    let exempt = [
-        "file::io",
-        "file::not_utf8",
-        "file::too_large",
-        "connector::invalid",
-        "yaml::too_deep",
-    ];
-    let missing: Vec<&str> = weft::diag::codes::ALL
-        .iter()
-        .map(|c| c.id)
-        .filter(|id| !seen.contains(id) && !exempt.contains(id))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "codes without a golden case: {missing:?}"
-    );
+    let exempt = ["file::io", "file::not_utf8", "file::too_large", "connector::invalid", "yaml::too_deep"];
+    let missing: Vec<&str> =
+        weft::diag::codes::ALL.iter().map(|c| c.id).filter(|id| !seen.contains(id) && !exempt.contains(id)).collect();
+    assert!(missing.is_empty(), "codes without a golden case: {missing:?}");
 }
 
 #[test]
@@ -144,12 +111,7 @@ fn good_flows_validate_clean() {
     assert!(!cases.is_empty());
     for case in cases {
         let out = render_case(&case);
-        assert_eq!(
-            out,
-            "errors: 0, warnings: 0\n",
-            "{} should validate clean:\n{out}",
-            case.display()
-        );
+        assert_eq!(out, "errors: 0, warnings: 0\n", "{} should validate clean:\n{out}", case.display());
     }
 }
 
