@@ -9,4 +9,5 @@ pub mod cli;
 pub mod diag;
 pub mod dsl;
 pub mod source;
+pub mod store;
 pub mod validate;
