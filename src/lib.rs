@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod cli;
 pub mod diag;
 pub mod dsl;
+pub mod mapping;
 pub mod source;
 pub mod store;
 pub mod validate;

@@ -1,5 +1,6 @@
-//! Golden cases for `weft validate`: every `tests/cases/validate/*.yaml` is a broken flow whose rendered
-//! report (no colour, width 80) must equal the `.out` file beside it; every `tests/cases/valid/*.yaml` must
+//! Golden cases for `weft validate`: every `tests/cases/validate/*.yaml` is a broken flow (and every directory
+//! there a project with its own broken `weft.yaml`) whose rendered report (no colour, width 80) must equal the
+//! `.out` file beside it; every `tests/cases/valid/*.yaml` must
 //! validate with no diagnostics at all. Adding a case is adding a file.
 //!
 //! Run with `WEFT_BLESS=1` to (re)write the `.out` files, then review them as a diff.
@@ -15,7 +16,11 @@ fn cases(dir: &str) -> Vec<PathBuf> {
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml") && p.file_name().is_some_and(|n| n != "weft.yaml"))
+        // A file is a flow case; a directory is a project case (its own weft.yaml and flows).
+        .filter(|p| {
+            p.is_dir()
+                || (p.extension().is_some_and(|e| e == "yaml") && p.file_name().is_some_and(|n| n != "weft.yaml"))
+        })
         .collect();
     out.sort();
     out
@@ -68,7 +73,11 @@ fn bad_flows_match_their_reviewed_reports() {
     let mut failures = Vec::new();
     for case in &cases {
         let actual = render_case(case);
-        assert!(!actual.starts_with("errors: 0,"), "{}: a bad-flow case must produce an error", case.display());
+        assert!(
+            !actual.starts_with("errors: 0, warnings: 0"),
+            "{}: a bad-flow case must produce a diagnostic",
+            case.display()
+        );
         let expected_path = case.with_extension("out");
         if bless {
             std::fs::write(&expected_path, &actual).expect("write snapshot");
@@ -89,6 +98,9 @@ fn bad_flows_match_their_reviewed_reports() {
 
 #[test]
 fn every_code_has_a_case() {
+    if std::env::var_os("WEFT_BLESS").is_some() {
+        return; // the .out files are being rewritten concurrently
+    }
     let mut seen = std::collections::HashSet::new();
     for case in cases("validate") {
         let out = std::fs::read_to_string(case.with_extension("out")).unwrap_or_default();
@@ -99,9 +111,15 @@ fn every_code_has_a_case() {
         }
     }
     // Codes that only arise from the file system or the built-in catalog are covered by unit tests.
-    let exempt = ["file::io", "file::not_utf8", "file::too_large", "connector::invalid", "yaml::too_deep"];
-    let missing: Vec<&str> =
-        weft::diag::codes::ALL.iter().map(|c| c.id).filter(|id| !seen.contains(id) && !exempt.contains(id)).collect();
+    // `schema::invalid` is the fallback for schema keywords the formats do not use today; `run::` codes are
+    // runtime failures, covered by the engine's tests.
+    let exempt =
+        ["file::io", "file::not_utf8", "file::too_large", "connector::invalid", "yaml::too_deep", "schema::invalid"];
+    let missing: Vec<&str> = weft::diag::codes::ALL
+        .iter()
+        .map(|c| c.id)
+        .filter(|id| !seen.contains(id) && !exempt.contains(id) && !id.starts_with("run::"))
+        .collect();
     assert!(missing.is_empty(), "codes without a golden case: {missing:?}");
 }
 

@@ -209,6 +209,12 @@ fn load_connector(files: &dyn Files, origin: &str) -> Result<Connector, Vec<Diag
         let mut ops = openapi::operations(&name, api, Arc::new(doc)).map_err(|e| fail(format!("{rel}: {e}")))?;
         for op in &mut ops {
             op.scopes = scope_table.for_endpoint(&op.method, &op.path);
+            if op.scopes.is_empty() {
+                if let Some(inferred) = scope_table.infer_for_endpoint(&op.method, &op.path) {
+                    op.scopes = vec![inferred];
+                    op.scopes_inferred = true;
+                }
+            }
         }
         apis.insert(api.clone(), ops);
     }
@@ -232,7 +238,10 @@ fn load_connector(files: &dyn Files, origin: &str) -> Result<Connector, Vec<Diag
                     description: def.description.clone(),
                     schema: load_json(&def.schema)?,
                     example: load_json(&def.example)?,
-                    scopes: scope_table.for_event(event),
+                    scopes: match scope_table.for_event(event) {
+                        listed if listed.is_empty() => scope_table.infer_for_event(event),
+                        listed => listed,
+                    },
                 },
             );
         }

@@ -45,6 +45,11 @@ pub struct Operation {
     pub response: Option<Value>,
     /// Scopes that grant this operation (any one of them suffices).
     pub scopes: Vec<String>,
+    /// Whether `scopes` was inferred from the path's resource because the scope table does not list it.
+    pub scopes_inferred: bool,
+    /// False when the id is shared with another operation of the API or is not a plain name (GHL's
+    /// documents have both): the operation is then addressed by `METHOD:/path`.
+    pub addressable: bool,
     /// The document the schemas' `$ref`s resolve in.
     #[serde(skip)]
     pub doc: Arc<Value>,
@@ -54,6 +59,15 @@ impl Operation {
     /// `ghl.contacts.get-contact`: how flows address it.
     pub fn qualified(&self) -> String {
         format!("{}.{}.{}", self.connector, self.api, self.id)
+    }
+
+    /// How messages and `weft catalog` name it: by id when that is unique, else by route.
+    pub fn display_name(&self) -> String {
+        if self.addressable {
+            self.qualified()
+        } else {
+            self.qualified_by_route()
+        }
     }
 
     /// `ghl.payments.POST:/payments/...`: the address that is unique even when the id is not.
@@ -160,9 +174,16 @@ pub fn operations(connector: &str, api: &str, doc: Arc<Value>) -> Result<Vec<Ope
                 body: body_schema,
                 response,
                 scopes: Vec::new(),
+                scopes_inferred: false,
+                addressable: true,
                 doc: doc.clone(),
             });
         }
+    }
+    let ids: Vec<String> = ops.iter().map(|o| o.id.clone()).collect();
+    for op in &mut ops {
+        let shared = ids.iter().filter(|id| **id == op.id).count() > 1;
+        op.addressable = !shared && !op.id.contains(char::is_whitespace);
     }
     Ok(ops)
 }

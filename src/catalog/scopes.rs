@@ -48,6 +48,43 @@ impl Table {
     }
 }
 
+impl Table {
+    /// A scope for an endpoint the table does not list, from the path's resource: GHL names scopes after it
+    /// (`GET /contacts/...` → `contacts.readonly`, `POST /payments/orders/...` → `payments/orders.write`).
+    pub fn infer_for_endpoint(&self, method: &str, path: &str) -> Option<String> {
+        let mode = if method.eq_ignore_ascii_case("GET") { "readonly" } else { "write" };
+        let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty() && !s.starts_with('{')).collect();
+        let candidates = [segs.get(..2).map(|s| s.join("/")), segs.first().map(|s| s.to_string())];
+        let names = self.names();
+        candidates.into_iter().flatten().map(|r| format!("{r}.{mode}")).find(|c| names.contains(c))
+    }
+
+    /// Scopes for an event the table does not list: those of its family (`ContactUpdate` → `ContactCreate`'s),
+    /// else the family's resource (`InvoicePaid` → `invoices.readonly`).
+    pub fn infer_for_event(&self, event: &str) -> Vec<String> {
+        let family: String =
+            event.chars().enumerate().take_while(|(i, c)| *i == 0 || c.is_lowercase()).map(|(_, c)| c).collect();
+        let mut found: Vec<String> = self
+            .scopes
+            .iter()
+            .filter(|e| {
+                e.events.iter().any(|ev| ev.starts_with(&family) && ev[family.len()..].starts_with(char::is_uppercase))
+            })
+            .map(|e| e.scope.clone())
+            .collect();
+        found.dedup();
+        if found.is_empty() {
+            let resource = format!("{}s", family.to_lowercase());
+            let names = self.names();
+            found = [format!("{resource}.readonly"), format!("payments/{resource}.readonly")]
+                .into_iter()
+                .filter(|c| names.contains(c))
+                .collect();
+        }
+        found
+    }
+}
+
 fn normalise(method: &str, path: &str) -> String {
     let segments: Vec<&str> = path
         .trim()

@@ -34,7 +34,7 @@ codes! {
     FILE_EMPTY = "file::empty", "The file is empty.",
         "A flow needs at least `flow`, `description`, `trigger` and `steps`.";
     FILE_TOO_LARGE = "file::too_large", "The file is larger than weft accepts.",
-        "Split the flow; a flow file is limited to 1 MiB.";
+        "Split the flow; a flow file is limited to 4 MiB.";
     // YAML.
     YAML_SYNTAX = "yaml::syntax", "The file is not valid YAML.",
         "Check indentation, quoting and that every `:` in a plain string is quoted.";
@@ -116,6 +116,8 @@ codes! {
         "Never put secrets in flows; declare them in weft.yaml as `env:` or `file:` and reference the connection.";
     FLOW_SCOPE_MISSING = "flow::scope::missing", "The connection's declared scopes do not cover this operation or event.",
         "Add the scope to the connection's `scopes` in weft.yaml (and to the app's OAuth scopes).";
+    FLOW_SCOPE_UNKNOWN = "flow::scope::unknown", "The connector's scope table does not say which scope this operation or event needs.",
+        "Check the app's API docs for the scope and make sure the connection declares it.";
     // Project file.
     PROJECT_UNKNOWN_CONNECTOR = "project::connection::unknown_connector", "A connection names a connector that does not exist.",
         "Use a built-in connector (`weft catalog`) or add a folder with a connector.yaml next to weft.yaml.";
@@ -123,6 +125,11 @@ codes! {
         "Give secrets by reference only: `token: { env: NAME }` or `token: { file: path }`.";
     PROJECT_UNKNOWN_SCOPE = "project::connection::unknown_scope", "A declared scope is not one the connector knows.",
         "Use a scope from the connector's scope table (GHL: Scopes.md).";
+    // Running.
+    RUN_PATH_NO_MATCH = "run::path::no_match", "A JSONPath matched nothing (or several values) where one value is needed.",
+        "Guard the step with `when:`, or give a fallback: `{ from: $.path, default: value }`.";
+    RUN_TEMPLATE = "run::template::render", "A template failed while rendering.",
+        "Check the fields it reads exist in this event; use `| default(...)` or `is defined` for optional ones.";
     // Connectors.
     CONNECTOR_INVALID = "connector::invalid", "A connector folder is not usable.",
         "Fix the connector.yaml or the OpenAPI document it names.";

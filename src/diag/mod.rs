@@ -154,8 +154,10 @@ pub fn suggest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str> + C
         return format!("did you mean {}?", quoted.join(" or "));
     }
     let all: Vec<&str> = candidates.into_iter().collect();
-    if all.is_empty() {
-        return "there are none to choose from".to_string();
+    match all.as_slice() {
+        [] => return "there are none to choose from".to_string(),
+        [only] => return format!("expected `{only}`"),
+        _ => {}
     }
     let shown: Vec<String> = all.iter().take(12).map(|c| format!("`{c}`")).collect();
     let more = if all.len() > 12 { format!(" and {} more", all.len() - 12) } else { String::new() };

@@ -30,6 +30,8 @@ pub fn human(d: &Diagnostic, opts: Human) -> String {
     let handler = GraphicalReportHandler::new_themed(theme)
         .with_width(opts.width)
         .with_links(false)
+        // Never split a word: a suggested `ghl.payments.POST:/path` must stay copyable.
+        .with_break_words(false)
         .without_syntax_highlighting();
     let report = Report::new(d);
     let mut out = String::new();

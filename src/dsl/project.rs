@@ -86,6 +86,10 @@ pub struct ConnectionAuth {
     /// A secret URL (Slack incoming webhook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<SecretRef>,
+    /// Set by the validator when the written credentials did not match the format (already reported).
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub malformed: bool,
 }
 
 /// Where a secret comes from: `{ env: NAME }` or `{ file: path }`. Never the secret itself.

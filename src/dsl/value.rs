@@ -72,6 +72,13 @@ pub enum Segment {
 /// `$.steps.find['contact'].tags[0][?@ == 1]` → `steps, find, contact, tags, 0`. Analysis stops at the
 /// first wildcard, slice, filter or descendant segment: what follows depends on data.
 pub fn static_segments(path: &str) -> Vec<Segment> {
+    static_prefix(path).into_iter().map(|(s, _)| s).collect()
+}
+
+/// [`static_segments`] with the byte offset where each segment ends, so a caller can split a path into a
+/// static head and the rest (`$.steps.find` + `.contact.id`). The prefix covers the whole path when the
+/// last offset equals `path.len()`: the path is then singular (names and indexes only, one value at most).
+pub fn static_prefix(path: &str) -> Vec<(Segment, usize)> {
     let mut out = Vec::new();
     let bytes = path.as_bytes();
     let mut i = 1; // skip `$`
@@ -90,18 +97,16 @@ pub fn static_segments(path: &str) -> Vec<Segment> {
                 if name.is_empty() || name == "*" {
                     break;
                 }
-                out.push(Segment::Name(name.to_string()));
+                out.push((Segment::Name(name.to_string()), end));
                 i = end;
             }
             b'[' => {
-                let Some(close) = find_close(path, i) else {
-                    break;
-                };
+                let Some(close) = find_close(path, i) else { break };
                 let inner = path[i + 1..close].trim();
                 if let Some(name) = quoted(inner) {
-                    out.push(Segment::Name(name));
+                    out.push((Segment::Name(name), close + 1));
                 } else if let Ok(n) = inner.parse::<i64>() {
-                    out.push(Segment::Index(n));
+                    out.push((Segment::Index(n), close + 1));
                 } else {
                     break;
                 }

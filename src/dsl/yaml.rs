@@ -142,8 +142,9 @@ pub fn parse(file: &SourceFile) -> Result<Option<Node>, Vec<Diagnostic>> {
             Diagnostic::error(codes::YAML_TOO_DEEP, format!("nesting deeper than the parser allows ({})", e.info()))
                 .label(Span::at(at), "too deep here")
         } else {
-            Diagnostic::error(codes::YAML_SYNTAX, format!("invalid YAML: {}", e.info()))
-                .label(Span::at(at), e.info().to_string())
+            let d = Diagnostic::error(codes::YAML_SYNTAX, format!("invalid YAML: {}", e.info()))
+                .label(Span::at(at), e.info().to_string());
+            syntax_help(d, file.text(), at, e.info())
         }
         .in_file(file);
         loader.diagnostics.push(d);
@@ -152,6 +153,26 @@ pub fn parse(file: &SourceFile) -> Result<Option<Node>, Vec<Diagnostic>> {
         return Err(loader.diagnostics.into_iter().map(|d| d.in_file(file)).collect());
     }
     Ok(loader.document)
+}
+
+/// The usual causes of a parser error, said in words: tabs, and unquoted JSONPaths inside `{ }`.
+fn syntax_help(d: Diagnostic, text: &str, at: usize, info: &str) -> Diagnostic {
+    let line_start = text[..at.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let next_line_end = text[at.min(text.len())..].find('\n').map_or(text.len(), |i| {
+        let after = at + i + 1;
+        text[after.min(text.len())..].find('\n').map_or(text.len(), |j| after + j)
+    });
+    let nearby = &text[line_start..next_line_end.max(line_start)];
+    if let Some(tab) = nearby.find('\t') {
+        let tab_at = line_start + tab;
+        return d
+            .label(Span::new(tab_at, tab_at + 1), "a tab")
+            .help("YAML does not allow tabs for indentation: indent with spaces");
+    }
+    if info.contains("flow") {
+        return d.help("inside `{ }` and `[ ]`, quote values that contain `[`, `]`, `{`, `}` or `,`, e.g. `tags: '$.trigger.tags[*]'`");
+    }
+    d
 }
 
 /// Character index → byte offset. saphyr's markers count characters; miette wants bytes.

@@ -17,6 +17,7 @@ use crate::diag::{codes, Diagnostic, Sink};
 use crate::dsl::flow::Flow;
 use crate::dsl::{load, shape};
 use crate::source::SourceFile;
+pub use flow::template_env;
 pub use project::{ConnectionInfo, ProjectContext};
 
 /// The project file name, looked up from each flow's directory upwards.

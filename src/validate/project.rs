@@ -10,7 +10,7 @@ use super::builtin_catalog;
 use crate::catalog::manifest::AuthScheme;
 use crate::catalog::Catalog;
 use crate::diag::{codes, suggest, Diagnostic, Sink};
-use crate::dsl::project::{Connection, Project, SecretRef};
+use crate::dsl::project::{Connection, ConnectionAuth, Project, SecretRef};
 use crate::dsl::yaml::Node;
 use crate::dsl::{load, shape};
 use crate::source::SourceFile;
@@ -54,91 +54,88 @@ impl ProjectContext {
         let Some(path) = path else {
             return ProjectContext::implicit();
         };
+        match load::read(path) {
+            Ok(file) => ProjectContext::from_file(&file, path.parent()),
+            Err(d) => {
+                let mut ctx = ProjectContext::implicit();
+                ctx.connections.clear();
+                ctx.diagnostics.push(d);
+                ctx
+            }
+        }
+    }
+
+    /// A project file given as text, resolved against the built-ins only (tests and benchmarks).
+    pub fn from_source(file: &SourceFile) -> ProjectContext {
+        ProjectContext::from_file(file, None)
+    }
+
+    /// Check a project file; with `base`, also load the connector folders beside it.
+    fn from_file(file: &SourceFile, base: Option<&Path>) -> ProjectContext {
         let mut ctx = ProjectContext::implicit();
         ctx.connections.clear();
-        let file = match load::read(path) {
-            Ok(f) => f,
-            Err(d) => {
-                ctx.diagnostics.push(d);
-                return ctx;
-            }
-        };
+        ctx.file = Some(file.clone());
         // Project connectors first, so that the connections below can name them.
-        let base = path.parent().unwrap_or(Path::new("."));
-        ctx.diagnostics.extend(ctx.catalog.add_dir(&base.join("connectors")));
-        let root = match load::parse(&file) {
+        if let Some(base) = base {
+            ctx.diagnostics.extend(ctx.catalog.add_dir(&base.join("connectors")));
+        }
+        let root = match load::parse(file) {
             Ok(r) => r,
             Err(d) => {
                 ctx.diagnostics.extend(d);
-                ctx.file = Some(file);
                 return ctx;
             }
         };
-        let mut sink = Sink::new(&file);
-        {
-            let json = shape::check(shape::Format::Project, &root, &mut sink);
-            match serde_json::from_value::<Project>(json) {
-                Ok(project) => {
-                    for extra in &project.connectors {
-                        sink.diagnostics.extend(ctx.catalog.add_dir(&base.join(extra)));
-                    }
-                    check(&root, &project, &ctx.catalog, &mut sink);
-                    for (name, conn) in &project.connections {
-                        ctx.connections.insert(
-                            name.clone(),
-                            ConnectionInfo {
-                                connector: conn.connector.clone(),
-                                scopes: conn.scopes.clone(),
-                                config: Some(conn.clone()),
-                            },
-                        );
-                    }
-                    ctx.project = project;
-                }
-                Err(e) if !sink.has_errors() => {
-                    sink.error(
-                        codes::SCHEMA_INVALID,
-                        root.span,
-                        format!("weft.yaml does not match the format: {e}"),
-                        "here",
-                    );
-                }
-                Err(_) => {}
-            }
-        }
-        ctx.diagnostics.extend(sink.diagnostics);
-        ctx.file = Some(file);
-        ctx
-    }
-
-    /// A context for tests and benchmarks: a project file given as text, resolved against the built-ins.
-    pub fn from_source(file: &SourceFile) -> ProjectContext {
-        let mut ctx = ProjectContext::implicit();
-        ctx.connections.clear();
         let mut sink = Sink::new(file);
-        if let Ok(root) = load::parse(file) {
-            {
-                let json = shape::check(shape::Format::Project, &root, &mut sink);
-                if let Ok(project) = serde_json::from_value::<Project>(json) {
-                    check(&root, &project, &ctx.catalog, &mut sink);
-                    for (name, conn) in &project.connections {
-                        ctx.connections.insert(
-                            name.clone(),
-                            ConnectionInfo {
-                                connector: conn.connector.clone(),
-                                scopes: conn.scopes.clone(),
-                                config: Some(conn.clone()),
-                            },
-                        );
-                    }
-                    ctx.project = project;
-                }
+        let json = shape::check(shape::Format::Project, &root, &mut sink);
+        let project = match serde_json::from_value::<Project>(json.clone()) {
+            Ok(project) => project,
+            // One bad connection must not hide the others from every flow: keep each that still reads.
+            Err(_) => Project {
+                connections: json
+                    .get("connections")
+                    .and_then(serde_json::Value::as_object)
+                    .map(|conns| {
+                        conns.iter().filter_map(|(name, c)| Some((name.clone(), lenient_connection(c)?))).collect()
+                    })
+                    .unwrap_or_default(),
+                ..Project::default()
+            },
+        };
+        if let Some(base) = base {
+            for extra in &project.connectors {
+                sink.diagnostics.extend(ctx.catalog.add_dir(&base.join(extra)));
             }
         }
+        check(&root, &project, &ctx.catalog, &mut sink);
+        for (name, conn) in &project.connections {
+            let info = ConnectionInfo {
+                connector: conn.connector.clone(),
+                scopes: conn.scopes.clone(),
+                config: Some(conn.clone()),
+            };
+            ctx.connections.insert(name.clone(), info);
+        }
+        ctx.project = project;
         ctx.diagnostics.extend(sink.diagnostics);
-        ctx.file = Some(file.clone());
         ctx
     }
+}
+
+/// A connection whose credentials are malformed (already reported) still names its connector and scopes.
+fn lenient_connection(value: &serde_json::Value) -> Option<Connection> {
+    serde_json::from_value(value.clone()).ok().or_else(|| {
+        let mut stripped = value.clone();
+        let map = stripped.as_object_mut()?;
+        // Keep the (reported) broken credentials out of the model but remember they were given.
+        let had_auth = map.remove("auth").is_some();
+        map.remove("webhook_secret");
+        let mut conn: Connection = serde_json::from_value(stripped).ok()?;
+        if had_auth {
+            conn.auth = Some(ConnectionAuth { malformed: true, ..ConnectionAuth::default() });
+        }
+        Some(conn)
+    })
 }
 
 /// Meaning checks of weft.yaml: connectors exist, auth fits the scheme, scopes are known.
@@ -173,7 +170,11 @@ fn check(root: &Node, project: &Project, catalog: &Catalog, sink: &mut Sink) {
             }
             AuthScheme::Url => &[("url", auth.url.is_some())],
         };
-        let missing: Vec<&str> = needed.iter().filter(|(_, present)| !present).map(|(k, _)| *k).collect();
+        let missing: Vec<&str> = if auth.malformed {
+            Vec::new() // already reported by the shape check
+        } else {
+            needed.iter().filter(|(_, present)| !present).map(|(k, _)| *k).collect()
+        };
         // A bearer connector may also be used with OAuth (GHL): client credentials stand in for a token.
         let oauth_instead = connector.manifest.auth.scheme == AuthScheme::Bearer
             && auth.client_id.is_some()

@@ -99,8 +99,11 @@ impl<'a> Checker<'a> {
 
     fn trigger(&mut self) {
         let t = &self.flow.trigger;
-        let kinds = [t.webhook.is_some(), t.schedule.is_some(), t.poll.is_some(), t.manual.is_some()];
-        let count = kinds.iter().filter(|k| **k).count();
+        // Count the kinds written, not the ones that hold a value: `manual:` with nothing after it is a kind.
+        let written = self.node("/trigger").as_map().map_or(0, |entries| {
+            entries.iter().filter(|e| matches!(e.key.as_str(), "webhook" | "schedule" | "poll" | "manual")).count()
+        });
+        let count = written;
         if count != 1 {
             let span = self.key_span("/trigger");
             let msg = if count == 0 { "the trigger has no kind" } else { "the trigger has more than one kind" };
@@ -122,7 +125,14 @@ impl<'a> Checker<'a> {
                         .help = Some("use a `poll` trigger on one of its list operations, or a `schedule`".into());
                 } else if let Some(event) = connector.events.get(&w.event) {
                     self.event = Some(event);
-                    self.scope_check(info, &w.connection, &event.scopes, event_span, &format!("event `{}`", w.event));
+                    self.scope_check(
+                        info,
+                        connector,
+                        &w.connection,
+                        &event.scopes,
+                        event_span,
+                        &format!("event `{}`", w.event),
+                    );
                 } else {
                     let known: Vec<&str> = connector.events.keys().map(String::as_str).collect();
                     self.sink
@@ -150,10 +160,7 @@ impl<'a> Checker<'a> {
                         format!("`{}` is not a valid cron expression: {e}", s.cron),
                         "invalid cron",
                     )
-                    .help = Some(
-                    "write five fields `minute hour day-of-month month day-of-week`, e.g. `0 2 * * *` for 02:00 daily"
-                        .into(),
-                );
+                    .help = Some(cron_help(&s.cron));
             }
             if let Some(tz) = &s.timezone {
                 if !valid_timezone(tz) {
@@ -187,7 +194,8 @@ impl<'a> Checker<'a> {
             }
             for key in ["items", "id"] {
                 let node = self.node(&format!("/trigger/poll/{key}"));
-                self.path_only(node, scope, &format!("`poll.{key}`"));
+                // `items` reads the list response and `id` one item: not the run context.
+                self.path_only(node, None, &format!("`poll.{key}`"));
             }
         }
     }
@@ -228,7 +236,7 @@ impl<'a> Checker<'a> {
     }
 
     fn step(&mut self, i: usize, step: &'a Step, base: &str) {
-        let id_span = self.key_span(base).join(self.node(&format!("{base}/id")).span);
+        let id_span = self.node(&format!("{base}/id")).span;
         match (&step.call, &step.set) {
             (Some(_), Some(_)) => {
                 let span = self.key_span(&format!("{base}/set"));
@@ -290,7 +298,7 @@ impl<'a> Checker<'a> {
         let inner = Scope { in_loop: step.for_each.is_some(), ..outer };
         if step.for_each.is_some() {
             let node = self.node(&format!("{base}/for_each"));
-            self.path_only(node, outer, "`for_each`");
+            self.path_only(node, Some(outer), "`for_each`");
         }
         for key in ["path", "query", "headers", "body", "when", "set"] {
             if let (node, Some(entry)) = self.root.at_pointer(&format!("{base}/{key}")) {
@@ -320,7 +328,7 @@ impl<'a> Checker<'a> {
         match catalog.lookup(connector, api, op) {
             Lookup::Found(found) => {
                 let scopes = found.scopes.clone();
-                self.scope_check(info, conn, &scopes, span, &format!("`{} {}`", found.method, found.path));
+                self.scope_check(info, connector, conn, &scopes, span, &format!("`{} {}`", found.method, found.path));
                 Some(found)
             }
             Lookup::UnknownApi { known } => {
@@ -341,15 +349,32 @@ impl<'a> Checker<'a> {
                     .filter(|o| o.id == op)
                     .map(|o| format!("`{conn}.{}.{}`", o.api, o.id))
                     .collect();
-                let help = if elsewhere.is_empty() {
-                    format!(
-                        "{}; `weft catalog {} --search {}` lists operations",
-                        suggest(op, known),
-                        connector.name,
-                        op.split('-').next_back().unwrap_or(op)
-                    )
-                } else {
+                let api_ops = connector.apis.get(api).map(Vec::as_slice).unwrap_or_default();
+                let help = if !elsewhere.is_empty() {
                     format!("it exists as {}", elsewhere.join(", "))
+                } else if let Some((method, path)) = op.split_once(':') {
+                    // A route: suggest the routes with the closest path.
+                    let routes: Vec<String> = api_ops.iter().map(|o| o.route()).collect();
+                    let same_path: Vec<String> =
+                        api_ops.iter().filter(|o| o.path == path).map(|o| format!("`{}`", o.route())).collect();
+                    if !same_path.is_empty() {
+                        format!("`{path}` has {}, not {method}", same_path.join(", "))
+                    } else {
+                        suggest(op, routes.iter().map(String::as_str))
+                    }
+                } else {
+                    // Offer a search only when it finds something.
+                    let word = op.split('-').rfind(|w| w.len() > 3).unwrap_or(op).to_lowercase();
+                    let hits = connector
+                        .operations()
+                        .filter(|o| o.id.to_lowercase().contains(&word) || o.summary.to_lowercase().contains(&word))
+                        .count();
+                    let search = if hits > 0 {
+                        format!("; `weft catalog {} --search {word}` lists {hits} related", connector.name)
+                    } else {
+                        format!("; `weft catalog {}` lists them all", connector.name)
+                    };
+                    format!("{}{search}", suggest(op, known))
                 };
                 self.sink
                     .error(
@@ -376,8 +401,30 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn scope_check(&mut self, info: &ConnectionInfo, conn: &str, needed: &[String], span: Span, what: &str) {
+    fn scope_check(
+        &mut self,
+        info: &ConnectionInfo,
+        connector: &Connector,
+        conn: &str,
+        needed: &[String],
+        span: Span,
+        what: &str,
+    ) {
         let Some(declared) = &info.scopes else { return };
+        if needed.is_empty() && !connector.known_scopes.is_empty() {
+            self.sink
+                .warning(
+                    codes::FLOW_SCOPE_UNKNOWN,
+                    span,
+                    format!("weft cannot tell which scope {what} needs"),
+                    "scope unknown",
+                )
+                .help = Some(format!(
+                "{}'s scope table does not list it; check the API docs and that `connections.{conn}.scopes` has it",
+                connector.name
+            ));
+            return;
+        }
         if needed.is_empty() || needed.iter().any(|s| declared.contains(s)) {
             return;
         }
@@ -424,4 +471,24 @@ fn valid_timezone(tz: &str) -> bool {
         && b[3] == b':'
         && tz[1..3].parse::<u8>().is_ok_and(|h| h <= 14)
         && tz[4..6].parse::<u8>().is_ok_and(|m| m < 60)
+}
+
+/// Which cron field is out of range, and what the fields are.
+fn cron_help(expr: &str) -> String {
+    const FIELDS: [(&str, u32, u32); 5] =
+        [("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 6)];
+    let parts: Vec<&str> = expr.split_whitespace().collect();
+    let general = "five fields `minute hour day-of-month month day-of-week` (minute 0-59, hour 0-23, day 1-31, month 1-12, weekday 0-6 or SUN-SAT), e.g. `0 2 * * *` for 02:00 daily";
+    if parts.len() != 5 && parts.len() != 6 && !expr.trim_start().starts_with('@') {
+        return format!("it has {} fields; write {general}", parts.len());
+    }
+    let offset = parts.len() - 5;
+    for (i, (name, lo, hi)) in FIELDS.iter().enumerate() {
+        let Some(field) = parts.get(i + offset) else { break };
+        let numbers = field.split([',', '-', '/']).filter_map(|n| n.parse::<u32>().ok());
+        if let Some(bad) = numbers.into_iter().find(|n| n < lo || n > hi) {
+            return format!("the {name} field is `{field}`: {bad} is outside {lo}-{hi}; write {general}");
+        }
+    }
+    format!("write {general}")
 }

@@ -21,7 +21,7 @@ impl<'a> Checker<'a> {
         match classify(node) {
             ValueKind::Path(p) => self.path(p, node.span, scope),
             ValueKind::PathWithDefault { path, default } => {
-                self.path_only(path, scope, "`from`");
+                self.path_only(path, Some(scope), "`from`");
                 if let Some(d) = default {
                     self.value(d, scope);
                 }
@@ -60,10 +60,16 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// A value that must be a JSONPath (for_each, poll items, `from`).
-    pub(super) fn path_only(&mut self, node: &Node, scope: Scope, what: &str) {
+    /// A value that must be a JSONPath (for_each, poll items, `from`). With `scope: None` the path is over
+    /// something other than the run context (a poll response, one item): only its syntax is checked.
+    pub(super) fn path_only(&mut self, node: &Node, scope: Option<Scope>, what: &str) {
         match node.as_str() {
-            Some(s) if crate::dsl::value::is_path(s) => self.path(s, node.span, scope),
+            Some(s) if crate::dsl::value::is_path(s) => match scope {
+                Some(scope) => self.path(s, node.span, scope),
+                None => {
+                    self.path_syntax(s, node.span);
+                }
+            },
             _ => {
                 self.sink
                     .error(codes::FLOW_PATH_SYNTAX, node.span, format!("{what} must be a JSONPath"), "not a JSONPath")
@@ -72,16 +78,55 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Parse a JSONPath; on failure report it at the offending character. Returns whether it parsed.
+    pub(super) fn path_syntax(&mut self, path: &str, span: Span) -> bool {
+        let Err(e) = serde_json_path::JsonPath::parse(path) else { return true };
+        // Narrow the label to the character the parser stopped at: find the path's text inside the value
+        // (quoted values start one character later).
+        let at = self
+            .text_offset(span, path)
+            .map(|start| {
+                let pos = (start + e.position()).min(start + path.len().saturating_sub(1));
+                Span::new(pos, pos + path[pos - start..].chars().next().map_or(1, char::len_utf8))
+            })
+            .unwrap_or(span);
+        let dashed = path.split('.').skip(1).any(|seg| seg.contains('-') && !seg.contains('['));
+        let help = if dashed {
+            let fixed: Vec<String> = path
+                .split('.')
+                .enumerate()
+                .map(|(i, seg)| {
+                    if i > 0 && seg.contains('-') && !seg.contains('[') {
+                        format!("['{seg}']")
+                    } else if i > 0 {
+                        format!(".{seg}")
+                    } else {
+                        seg.to_string()
+                    }
+                })
+                .collect();
+            format!("names with `-` or spaces need brackets: `{}`", fixed.concat())
+        } else {
+            "write an RFC 9535 JSONPath, e.g. `$.trigger.payload.payment.entity.email` or `$.steps.find.contact.id`; quote odd names: `$['my key']`".into()
+        };
+        let reason = match e.message() {
+            "parser error" => "it does not parse here".to_string(),
+            m => m.to_string(),
+        };
+        self.sink
+            .error(codes::FLOW_PATH_SYNTAX, at, format!("invalid JSONPath `{path}`: {reason}"), "does not parse")
+            .help = Some(help);
+        false
+    }
+
+    /// Where `text` starts inside the value at `span` (the span may include quotes).
+    pub(super) fn text_offset(&self, span: Span, text: &str) -> Option<usize> {
+        let src = self.sink.file.text().get(span.start..span.end)?;
+        src.find(text).map(|i| span.start + i)
+    }
+
     pub(super) fn path(&mut self, path: &str, span: Span, scope: Scope) {
-        if let Err(e) = serde_json_path::JsonPath::parse(path) {
-            // Plain scalars span exactly the text; point at the character when we can.
-            let at = if span.len() == path.len() {
-                Span::new(span.start + e.position(), span.start + e.position() + 1)
-            } else {
-                span
-            };
-            self.sink.error(codes::FLOW_PATH_SYNTAX, at, format!("invalid JSONPath `{path}`: {}", e.message()), "does not parse").help =
-                Some("write an RFC 9535 JSONPath, e.g. `$.trigger.payload.payment.entity.email` or `$.steps.find.contact.id`; quote odd names: `$['my key']`".into());
+        if !self.path_syntax(path, span) {
             return;
         }
         let segments = static_segments(path);
@@ -137,7 +182,18 @@ impl<'a> Checker<'a> {
                 continue;
             }
             let rest: Vec<String> = parts.collect();
-            self.reference(&root, &rest, span, scope, "template");
+            // Point at the variable inside the template when its text can be found there.
+            let at = self
+                .text_offset(span, &var)
+                .or_else(|| self.text_offset(span, &root))
+                .map(|start| {
+                    Span::new(
+                        start,
+                        start + if self.text_offset(span, &var).is_some() { var.len() } else { root.len() },
+                    )
+                })
+                .unwrap_or(span);
+            self.reference(&root, &rest, at, scope, "template");
         }
     }
 
@@ -255,7 +311,13 @@ impl<'a> Checker<'a> {
                         format!("`steps.{id}` is read before it exists"),
                         "not run yet",
                     )
-                    .help = Some(format!("{why}; move this step after `{id}`, or read an earlier step"));
+                    .help = Some(if scope.step.is_none() {
+                    format!("{why}; read `steps.{id}` in a step instead, or compute the value in a `set` step")
+                } else if p == current {
+                    format!("{why}; its output exists only after it finishes: read the trigger or an earlier step here")
+                } else {
+                    format!("{why}; move this step after `{id}`, or read an earlier step")
+                });
             }
             _ => {}
         }
@@ -269,6 +331,27 @@ impl<'a> Checker<'a> {
         let mut walked = String::from("trigger");
         for name in rest {
             let node = deref(schema, current);
+            let shape = Shape::of(schema, node);
+            let scalar = !shape.types.is_empty()
+                && shape
+                    .types
+                    .iter()
+                    .all(|t| matches!(t.as_str(), "string" | "number" | "integer" | "boolean" | "null"));
+            if scalar {
+                self.sink
+                    .error(
+                        codes::FLOW_TRIGGER_UNKNOWN_FIELD,
+                        span,
+                        format!(
+                            "`{walked}` is a {} in `{}` events; it has no `{name}`",
+                            shape.types.join(" or "),
+                            event.name
+                        ),
+                        "not an object",
+                    )
+                    .help = Some(format!("read `$.{walked}` itself"));
+                return;
+            }
             if let Ok(_index) = name.parse::<i64>() {
                 match node.get("items") {
                     Some(items) => {
@@ -276,10 +359,9 @@ impl<'a> Checker<'a> {
                         walked.push_str(&format!("[{name}]"));
                         continue;
                     }
-                    None => return self.open_field(&walked, span, event),
+                    None => return self.open_field(&format!("the elements of `{walked}`"), span, event),
                 }
             }
-            let shape = Shape::of(schema, node);
             if let Some(next) = shape.properties.get(name.as_str()) {
                 current = next;
                 walked.push('.');
@@ -309,7 +391,11 @@ impl<'a> Checker<'a> {
         self.sink.warning(
             codes::FLOW_TRIGGER_OPEN_FIELD,
             span,
-            format!("`{walked}` is not described by the `{}` payload schema", event.name),
+            format!(
+                "{} not described by the `{}` payload schema",
+                if walked.starts_with("the ") { format!("{walked} are") } else { format!("`{walked}` is") },
+                event.name
+            ),
             "unchecked",
         );
     }

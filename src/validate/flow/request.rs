@@ -32,7 +32,7 @@ impl<'a> Checker<'a> {
                 .error(
                     codes::FLOW_REQUEST_MISSING_FIELD,
                     span,
-                    format!("`{}` requires the query parameter `{name}`", op.qualified()),
+                    format!("`{}` requires the query parameter `{name}`", op.display_name()),
                     format!("`{name}` missing"),
                 )
                 .help = Some(format!("add `query: {{ {name}: ... }}`"));
@@ -55,14 +55,15 @@ impl<'a> Checker<'a> {
                     .error(
                         codes::FLOW_REQUEST_MISSING_FIELD,
                         call_span,
-                        format!("`{}` requires a request body", op.qualified()),
+                        format!("`{}` requires a request body", op.display_name()),
                         "body missing",
                     )
                     .help = Some(missing_body_help(op));
             }
             (Some(schema), Some(_)) => {
                 let node = self.node(&format!("{base}/body"));
-                self.body(op, schema, node, "body", 0);
+                let key = self.key_span(&format!("{base}/body"));
+                self.body(op, schema, node, Some(key), "body", 0);
             }
             _ => {}
         }
@@ -126,21 +127,30 @@ impl<'a> Checker<'a> {
                         .error(
                             codes::FLOW_REQUEST_UNKNOWN_FIELD,
                             span,
-                            format!("`{}` has no {what} `{key}`", op.qualified()),
+                            format!("`{}` has no {what} `{key}`", op.display_name()),
                             "unknown",
                         )
                         .help = Some(help);
                 }
                 Some(param) => {
                     let node = self.node(&p);
-                    self.literal_type(&op.doc, &param.schema, node, key);
+                    self.literal_type(&op.doc, &param.schema, node, key, true);
                 }
             }
         }
     }
 
     /// A body mapping against its schema: unknown keys, missing required keys, literal types, nested.
-    pub(super) fn body(&mut self, op: &Operation, schema: &Value, node: &Node, label: &str, depth: usize) {
+    /// `key_span` is the span of the key holding this value (`body:`, `fields:`), where "missing" is reported.
+    pub(super) fn body(
+        &mut self,
+        op: &Operation,
+        schema: &Value,
+        node: &Node,
+        key_span: Option<Span>,
+        label: &str,
+        depth: usize,
+    ) {
         if depth > 8 {
             return;
         }
@@ -168,36 +178,51 @@ impl<'a> Checker<'a> {
                                 .error(
                                     codes::FLOW_REQUEST_UNKNOWN_FIELD,
                                     e.key_span,
-                                    format!("`{}` does not accept the field `{label}.{}`", op.qualified(), e.key),
+                                    format!("`{}` does not accept the field `{label}.{}`", op.display_name(), e.key),
                                     "unknown field",
                                 )
                                 .help = Some(match crate::diag::did_you_mean(&e.key, known.iter().copied()).first() {
-                                Some(close) => {
-                                    format!("did you mean `{close}`? The operation's fields are {}", list(&known))
-                                }
-                                None => format!("the operation's fields are {}", list(&known)),
+                                Some(close) => format!("did you mean `{close}`? `{label}` has {}", list(&known)),
+                                None => format!("`{label}` has the fields {}", list(&known)),
                             });
                         }
                     }
                 }
-                for req in &shape.required {
-                    if !entries.iter().any(|e| &e.key == req) {
-                        self.sink
-                            .error(
-                                codes::FLOW_REQUEST_MISSING_FIELD,
-                                Span::at(node.span.start),
-                                format!("`{label}` is missing the required field `{req}`"),
-                                format!("`{req}` missing"),
-                            )
-                            .help = Some(format!(
-                            "add `{req}:` to `{label}` ({})",
-                            describe_field(doc, shape.properties.get(req).copied())
-                        ));
-                    }
+                let missing: Vec<&String> =
+                    shape.required.iter().filter(|req| !entries.iter().any(|e| &e.key == *req)).collect();
+                if !missing.is_empty() {
+                    // One diagnostic for all of them, on the key that holds the mapping.
+                    let names: Vec<String> = missing.iter().map(|r| format!("`{r}`")).collect();
+                    // One field: its type and description; several: just their types, to stay readable.
+                    let details: Vec<String> = missing
+                        .iter()
+                        .map(|r| {
+                            let field = shape.properties.get(r.as_str()).copied();
+                            if missing.len() == 1 {
+                                format!("`{r}` ({})", describe_field(doc, field))
+                            } else {
+                                let ty = field.map(|f| Shape::of(doc, f).types.join(" or ")).unwrap_or_default();
+                                if ty.is_empty() {
+                                    format!("`{r}`")
+                                } else {
+                                    format!("`{r}` ({ty})")
+                                }
+                            }
+                        })
+                        .collect();
+                    let (noun, verb) = if missing.len() == 1 { ("field", "is") } else { ("fields", "are") };
+                    self.sink
+                        .error(
+                            codes::FLOW_REQUEST_MISSING_FIELD,
+                            key_span.unwrap_or(Span::at(node.span.start)),
+                            format!("`{label}` is missing the required {noun} {}", names.join(", ")),
+                            format!("{} {verb} required", names.join(", ")),
+                        )
+                        .help = Some(format!("add {}", details.join("; ")));
                 }
                 for e in entries {
                     if let Some(field) = shape.properties.get(&e.key) {
-                        self.body(op, field, &e.value, &format!("{label}.{}", e.key), depth + 1);
+                        self.body(op, field, &e.value, Some(e.key_span), &format!("{label}.{}", e.key), depth + 1);
                     }
                 }
             }
@@ -215,16 +240,17 @@ impl<'a> Checker<'a> {
                 }
                 if let (Some(items), Kind::Seq(elems)) = (schema.get("items"), &node.kind) {
                     for (i, el) in elems.iter().enumerate() {
-                        self.body(op, items, el, &format!("{label}[{i}]"), depth + 1);
+                        self.body(op, items, el, Some(el.span), &format!("{label}[{i}]"), depth + 1);
                     }
                 }
             }
-            ValueKind::Literal(lit) => self.literal_type(doc, schema, lit, label),
+            ValueKind::Literal(lit) => self.literal_type(doc, schema, lit, label, false),
             _ => {}
         }
     }
 
-    pub(super) fn literal_type(&mut self, doc: &Value, schema: &Value, node: &Node, label: &str) {
+    /// `in_url`: path and query values travel as text, so `"100"` is as good as `100` there.
+    pub(super) fn literal_type(&mut self, doc: &Value, schema: &Value, node: &Node, label: &str, in_url: bool) {
         if !matches!(classify(node), ValueKind::Literal(_)) {
             return;
         }
@@ -235,6 +261,14 @@ impl<'a> Checker<'a> {
         if lit.is_null() || schema.is_null() {
             return;
         }
+        if in_url {
+            if let Value::String(text) = &lit {
+                let as_number = serde_json::from_str::<Value>(text).ok().filter(|v| v.is_number() || v.is_boolean());
+                if as_number.is_some_and(|v| literal_mismatch(doc, schema, &v).is_none()) {
+                    return;
+                }
+            }
+        }
         if let Some(expected) = literal_mismatch(doc, schema, &lit) {
             let found = node.type_name();
             let help = match (&lit, expected.as_str()) {
@@ -242,13 +276,16 @@ impl<'a> Checker<'a> {
                 (Value::String(s), "number" | "integer") if s.parse::<f64>().is_ok() => {
                     format!("remove the quotes: `{s}`")
                 }
-                _ => format!("`{label}` is {expected}"),
+                (Value::String(s), "boolean") if s == "true" || s == "false" => format!("remove the quotes: `{s}`"),
+                (_, e) if e.starts_with("one of") => format!("use {e}"),
+                _ => format!("`{label}` is {}", article(&expected)),
             };
+            let want = if expected.starts_with("one of") { expected.clone() } else { article(&expected) };
             self.sink
                 .error(
                     codes::FLOW_REQUEST_TYPE,
                     node.span,
-                    format!("`{label}` must be {}, found {found} {lit}", article(&expected)),
+                    format!("`{label}` must be {want}, found {found} {lit}"),
                     format!("expected {expected}"),
                 )
                 .help = Some(help);

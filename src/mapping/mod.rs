@@ -1,0 +1,371 @@
+//! Mappings: the values of a flow compiled once — JSONPaths parsed, templates compiled — and evaluated per
+//! event into a `serde_json::Value` tree, built directly.
+//!
+//! Rules (the user-facing ones are in the README): a *singular* path (names and indexes only) yields one
+//! value, and matching nothing is an error at the value's span unless `{from:, default:}` gives a fallback; a
+//! path with wildcards, filters, slices or `..` yields the list of its matches. A template that is exactly one
+//! `${{ expression }}` keeps the expression's type (number, list, object); any other template renders text.
+
+pub mod context;
+
+use std::sync::Arc;
+
+use minijinja::Environment;
+use serde_json::Value;
+use serde_json_path::JsonPath;
+
+pub use context::Context;
+
+use crate::diag::{codes, Code, Diagnostic};
+use crate::dsl::value::{classify, static_prefix, Segment, ValueKind};
+use crate::dsl::yaml::{Kind, Node};
+use crate::source::{SourceFile, Span};
+
+/// Fuel for one template render: bounds loops so a template cannot hang a run.
+const TEMPLATE_FUEL: u64 = 100_000;
+
+/// A compiled value.
+#[derive(Debug, Clone)]
+pub enum Mapping {
+    Literal(Value),
+    Path(PathRef),
+    Template { name: String, typed: bool, span: Span },
+    Object(Vec<(String, Mapping)>),
+    Array(Vec<Mapping>),
+}
+
+/// A compiled JSONPath, split into the root it reads and the query over that root.
+#[derive(Debug, Clone)]
+pub struct PathRef {
+    pub source: String,
+    pub span: Span,
+    root: Root,
+    query: JsonPath,
+    singular: bool,
+    default: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+enum Root {
+    Named(&'static str),
+    Step(String),
+    Index,
+    /// Reads across roots (`$..id`, `$.steps`): evaluated over the materialized context.
+    Whole,
+}
+
+/// Templates of one plan: compiled into one environment, addressed by name.
+pub struct Templates {
+    env: Environment<'static>,
+    count: usize,
+}
+
+impl std::fmt::Debug for Templates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Templates({})", self.count)
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates::new()
+    }
+}
+
+impl Templates {
+    pub fn new() -> Templates {
+        let mut env = crate::validate::template_env();
+        env.set_fuel(Some(TEMPLATE_FUEL));
+        Templates { env, count: 0 }
+    }
+
+    fn add(&mut self, source: &str) -> Result<(String, bool), minijinja::Error> {
+        let name = format!("t{}", self.count);
+        self.count += 1;
+        if let Some(expr) = whole_expression(source) {
+            // Typed: render the expression as JSON and parse it back, keeping numbers numbers.
+            let wrapped = format!("${{{{ ({expr}) | tojson }}}}");
+            if self.env.add_template_owned(name.clone(), wrapped).is_ok() {
+                return Ok((name, true));
+            }
+        }
+        self.env.add_template_owned(name.clone(), source.to_string())?;
+        Ok((name, false))
+    }
+}
+
+/// `${{ expr }}` with nothing around it → `expr`.
+fn whole_expression(source: &str) -> Option<&str> {
+    let inner = source.trim().strip_prefix("${{")?.strip_suffix("}}")?;
+    (!inner.contains("${{") && !inner.contains("}}")).then_some(inner.trim())
+}
+
+/// A failure to evaluate a mapping, at the value's span.
+#[derive(Debug, Clone)]
+pub struct MapError {
+    pub code: &'static Code,
+    pub span: Span,
+    pub message: String,
+    pub help: String,
+}
+
+impl MapError {
+    pub fn into_diagnostic(self, file: &SourceFile) -> Diagnostic {
+        Diagnostic::error(self.code, self.message).label(self.span, "here").help(self.help).in_file(file)
+    }
+}
+
+/// Compile a value node. The flow has already been validated, so problems here are unexpected; they are still
+/// returned as diagnostics, never panics.
+pub fn compile(node: &Node, templates: &mut Templates) -> Result<Mapping, Diagnostic> {
+    Ok(match classify(node) {
+        ValueKind::Path(p) => Mapping::Path(compile_path(p, node.span, None)?),
+        ValueKind::PathWithDefault { path, default } => {
+            let source = path.as_str().unwrap_or_default();
+            Mapping::Path(compile_path(source, path.span, Some(default.map_or(Value::Null, Node::to_json)))?)
+        }
+        ValueKind::Template(t) => {
+            let (name, typed) = templates.add(t).map_err(|e| {
+                Diagnostic::error(codes::FLOW_TEMPLATE_SYNTAX, format!("template does not compile: {e}"))
+                    .label(node.span, "here")
+            })?;
+            Mapping::Template { name, typed, span: node.span }
+        }
+        ValueKind::Literal(lit) => Mapping::Literal(lit.to_json()),
+        ValueKind::Map => match &node.kind {
+            Kind::Map(entries) => {
+                let mut fields = Vec::with_capacity(entries.len());
+                for e in entries {
+                    fields.push((e.key.clone(), compile(&e.value, templates)?));
+                }
+                Mapping::Object(fields)
+            }
+            _ => Mapping::Literal(node.to_json()),
+        },
+        ValueKind::List => match &node.kind {
+            Kind::Seq(items) => Mapping::Array(items.iter().map(|i| compile(i, templates)).collect::<Result<_, _>>()?),
+            _ => Mapping::Literal(node.to_json()),
+        },
+    })
+}
+
+pub fn compile_path(source: &str, span: Span, default: Option<Value>) -> Result<PathRef, Diagnostic> {
+    let syntax = |e: serde_json_path::ParseError| {
+        Diagnostic::error(codes::FLOW_PATH_SYNTAX, format!("invalid JSONPath `{source}`: {}", e.message()))
+            .label(span, "here")
+    };
+    let whole = JsonPath::parse(source).map_err(syntax)?;
+    let prefix = static_prefix(source);
+    let singular = prefix.last().map_or(source == "$", |(_, end)| *end == source.len());
+    let (root, consumed) = match prefix.first() {
+        Some((Segment::Name(n), end)) => match n.as_str() {
+            "trigger" => (Root::Named("trigger"), *end),
+            "event" => (Root::Named("event"), *end),
+            "vars" => (Root::Named("vars"), *end),
+            "connections" => (Root::Named("connections"), *end),
+            "item" => (Root::Named("item"), *end),
+            "index" => (Root::Index, *end),
+            "steps" => match prefix.get(1) {
+                Some((Segment::Name(id), end2)) => (Root::Step(id.clone()), *end2),
+                _ => (Root::Whole, 0),
+            },
+            _ => (Root::Whole, 0),
+        },
+        _ => (Root::Whole, 0),
+    };
+    let query = match root {
+        Root::Whole => whole,
+        _ => JsonPath::parse(&format!("${}", &source[consumed..])).map_err(syntax)?,
+    };
+    Ok(PathRef { source: source.to_string(), span, root, query, singular, default })
+}
+
+impl PathRef {
+    /// The matches of this path, or `None` when its root does not exist (a skipped step, no `item`).
+    fn matches(&self, ctx: &Context) -> Vec<Value> {
+        let materialized;
+        let root: &Value = match &self.root {
+            Root::Named(n) => match ctx.root(n) {
+                Some(v) => v,
+                None => return Vec::new(),
+            },
+            Root::Step(id) => match ctx.step(id) {
+                Some(v) => v,
+                None => return Vec::new(),
+            },
+            Root::Index => return ctx.item.as_ref().map(|(_, i)| vec![Value::from(*i)]).unwrap_or_default(),
+            Root::Whole => {
+                materialized = ctx.materialize();
+                &materialized
+            }
+        };
+        self.query.query(root).all().into_iter().cloned().collect()
+    }
+
+    pub fn eval(&self, ctx: &Context) -> Result<Value, MapError> {
+        let mut found = self.matches(ctx);
+        if !self.singular {
+            return Ok(Value::Array(found));
+        }
+        match found.len() {
+            1 => Ok(found.pop().expect("one")),
+            0 => self.default.clone().ok_or_else(|| MapError {
+                code: codes::RUN_PATH_NO_MATCH,
+                span: self.span,
+                message: format!("`{}` matched nothing", self.source),
+                help: format!("the field is missing from this event or step output; give a fallback with `{{ from: {}, default: ... }}` or guard the step with `when:`", self.source),
+            }),
+            n => Err(MapError {
+                code: codes::RUN_PATH_NO_MATCH,
+                span: self.span,
+                message: format!("`{}` matched {n} values where one was expected", self.source),
+                help: "select one element, e.g. with an index `[0]`".into(),
+            }),
+        }
+    }
+
+    /// Truthiness for `when`: matched a value that is not `false`, `null`, `""` or `0`.
+    pub fn truthy(&self, ctx: &Context) -> bool {
+        let found = self.matches(ctx);
+        if self.singular {
+            found.first().is_some_and(truthy)
+        } else {
+            !found.is_empty()
+        }
+    }
+}
+
+pub fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64() != Some(0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(_) => true,
+    }
+}
+
+/// Evaluates mappings against one context; holds the context's template root so that every template of a
+/// step shares one.
+pub struct Evaluator<'a> {
+    pub templates: &'a Templates,
+    pub ctx: Arc<Context>,
+    root: minijinja::Value,
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(templates: &'a Templates, ctx: Arc<Context>) -> Evaluator<'a> {
+        let root = ctx.template_root();
+        Evaluator { templates, ctx, root }
+    }
+
+    pub fn eval(&self, m: &Mapping) -> Result<Value, MapError> {
+        match m {
+            Mapping::Literal(v) => Ok(v.clone()),
+            Mapping::Path(p) => p.eval(&self.ctx),
+            Mapping::Template { name, typed, span } => {
+                let text = self.render(name, *span)?;
+                if *typed {
+                    serde_json::from_str(&text).map_err(|e| MapError {
+                        code: codes::RUN_TEMPLATE,
+                        span: *span,
+                        message: format!("the expression's value is not JSON: {e}"),
+                        help: "return a number, string, list or mapping".into(),
+                    })
+                } else {
+                    Ok(Value::String(text))
+                }
+            }
+            Mapping::Object(fields) => {
+                let mut map = serde_json::Map::with_capacity(fields.len());
+                for (k, v) in fields {
+                    map.insert(k.clone(), self.eval(v)?);
+                }
+                Ok(Value::Object(map))
+            }
+            Mapping::Array(items) => {
+                items.iter().map(|i| self.eval(i)).collect::<Result<Vec<_>, _>>().map(Value::Array)
+            }
+        }
+    }
+
+    /// `when`: a path's truthiness, or a template's value's.
+    pub fn truthy(&self, m: &Mapping) -> Result<bool, MapError> {
+        match m {
+            Mapping::Path(p) => Ok(p.truthy(&self.ctx)),
+            Mapping::Template { name, typed: false, span } => {
+                let text = self.render(name, *span)?;
+                Ok(!matches!(text.trim(), "" | "false" | "False" | "0" | "none" | "None" | "null"))
+            }
+            other => self.eval(other).map(|v| truthy(&v)),
+        }
+    }
+
+    fn render(&self, name: &str, span: Span) -> Result<String, MapError> {
+        let template = self.templates.env.get_template(name).map_err(|e| MapError {
+            code: codes::RUN_TEMPLATE,
+            span,
+            message: format!("template missing from the plan: {e}"),
+            help: "this is a bug in weft; please report it".into(),
+        })?;
+        template.render(&self.root).map_err(|e| MapError {
+            code: codes::RUN_TEMPLATE,
+            span,
+            message: format!("template failed: {}", e.detail().map(str::to_string).unwrap_or_else(|| e.to_string())),
+            help: "a variable or field the template reads is missing from this event; guard it with `| default(...)` or `is defined`".into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn eval(yaml: &str, ctx: Context) -> Result<Value, MapError> {
+        let file = SourceFile::new("t.yaml", yaml);
+        let node = crate::dsl::yaml::parse(&file).unwrap().unwrap();
+        let mut t = Templates::new();
+        let m = compile(node.get("v").unwrap(), &mut t).unwrap();
+        Evaluator::new(&t, Arc::new(ctx)).eval(&m)
+    }
+
+    fn ctx() -> Context {
+        let mut c = Context {
+            trigger: Arc::new(
+                serde_json::json!({"amount": 12345, "email": "a@example.com", "tags": ["x", "y"], "items": [{"id": 1}, {"id": 2}]}),
+            ),
+            ..Context::default()
+        };
+        c.steps.insert("find".into(), Arc::new(serde_json::json!({"contact": {"id": "c1"}})));
+        c
+    }
+
+    #[test]
+    fn builds_objects_from_paths_templates_and_literals() {
+        let v = eval(
+            "v: { id: $.steps.find.contact.id, major: '${{ trigger.amount / 100 }}', note: 'Paid ${{ trigger.amount / 100 }}', tags: '$.trigger.tags[*]', fixed: { literal: $.x }, n: 3 }",
+            ctx(),
+        )
+        .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"id": "c1", "major": 123.45, "note": "Paid 123.45", "tags": ["x", "y"], "fixed": "$.x", "n": 3})
+        );
+    }
+
+    #[test]
+    fn singular_path_without_match_is_an_error_unless_defaulted() {
+        let err = eval("v: $.trigger.phone", ctx()).unwrap_err();
+        assert_eq!(err.code, codes::RUN_PATH_NO_MATCH);
+        assert_eq!(err.span, Span::new(3, 18));
+        assert_eq!(eval("v: { from: $.trigger.phone, default: none }", ctx()).unwrap(), Value::String("none".into()));
+        assert_eq!(eval("v: \"$.trigger.items[?@.id > 1].id\"", ctx()).unwrap(), serde_json::json!([2]));
+    }
+
+    #[test]
+    fn strict_templates_fail_on_missing_fields() {
+        let err = eval("v: 'x ${{ trigger.nope }}'", ctx()).unwrap_err();
+        assert_eq!(err.code, codes::RUN_TEMPLATE);
+    }
+}
