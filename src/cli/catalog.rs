@@ -54,16 +54,16 @@ pub fn run(connector: Option<&str>, search: Option<&str>, as_json: bool) -> i32 
                 json!({"connector": c.name, "title": c.manifest.title, "origin": c.origin, "operations": ops, "events": events})
             })
             .collect();
-        println!("{}", super::pretty(&json!(doc)));
+        outln!("{}", super::pretty(&json!(doc)));
         return EXIT_OK;
     }
 
     if connector.is_none() && search.is_none() {
-        println!("{:<12} {:>5} {:>7}  description", "connector", "ops", "events");
+        outln!("{:<12} {:>5} {:>7}  description", "connector", "ops", "events");
         for c in &selected {
-            println!("{:<12} {:>5} {:>7}  {}", c.name, c.operations().count(), c.events.len(), c.manifest.title);
+            outln!("{:<12} {:>5} {:>7}  {}", c.name, c.operations().count(), c.events.len(), c.manifest.title);
         }
-        println!("\n`weft catalog NAME` lists a connector's operations and events; `--search TEXT` filters.");
+        outln!("\n`weft catalog NAME` lists a connector's operations and events; `--search TEXT` filters.");
         return EXIT_OK;
     }
     for c in selected {
@@ -72,7 +72,7 @@ pub fn run(connector: Option<&str>, search: Option<&str>, as_json: bool) -> i32 
         if ops.is_empty() && events.is_empty() {
             continue;
         }
-        println!("{} — {} ({})", c.name, c.manifest.title, c.origin);
+        outln!("{} — {} ({})", c.name, c.manifest.title, c.origin);
         for o in ops {
             let mut extra = Vec::new();
             if !o.scopes.is_empty() {
@@ -91,20 +91,20 @@ pub fn run(connector: Option<&str>, search: Option<&str>, as_json: bool) -> i32 
             if !b.is_empty() {
                 extra.push(format!("body: {}", b.join(", ")));
             }
-            println!("  {:<6} {:<58} {}", o.method, o.path, o.qualified());
+            outln!("  {:<6} {:<58} {}", o.method, o.path, o.qualified());
             if !o.summary.is_empty() {
-                println!("         {}", o.summary);
+                outln!("         {}", o.summary);
             }
             if !extra.is_empty() {
-                println!("         {}", extra.join("; "));
+                outln!("         {}", extra.join("; "));
             }
         }
         for e in events {
             let scopes =
                 if e.scopes.is_empty() { String::new() } else { format!(" [scopes: {}]", e.scopes.join(" | ")) };
-            println!("  event  {:<58} {}{scopes}", e.name, e.description);
+            outln!("  event  {:<58} {}{scopes}", e.name, e.description);
         }
-        println!();
+        outln!();
     }
     EXIT_OK
 }

@@ -2,6 +2,22 @@
 //!
 //! Commands return data; this module is the only one that prints.
 
+/// `println!` that does not panic when stdout is closed early (`weft catalog ghl | head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// `print!` with the same tolerance.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod catalog;
 mod validate;
 
@@ -116,7 +132,7 @@ pub fn run(cli: Cli) -> i32 {
                     "connector": F::Connector.schema(),
                 })),
             };
-            println!("{text}");
+            outln!("{text}");
             EXIT_OK
         }
         Command::Catalog { connector, search, json } => catalog::run(connector.as_deref(), search.as_deref(), json),
@@ -132,19 +148,19 @@ pub fn pretty(v: &serde_json::Value) -> String {
 fn explain(code: Option<&str>, markdown: bool) -> i32 {
     use crate::diag::codes;
     if markdown {
-        print!("{}", codes::markdown());
+        out!("{}", codes::markdown());
         return EXIT_OK;
     }
     match code {
         None => {
             for c in codes::ALL {
-                println!("{:<42} {}", c.id, c.summary);
+                outln!("{:<42} {}", c.id, c.summary);
             }
             EXIT_OK
         }
         Some(id) => match codes::find(id) {
             Some(c) => {
-                println!("{}\n\n{}\n\nhow to fix: {}", c.id, c.summary, c.help);
+                outln!("{}\n\n{}\n\nhow to fix: {}", c.id, c.summary, c.help);
                 EXIT_OK
             }
             None => {

@@ -8,7 +8,7 @@ use crate::validate::{validate_paths, Report};
 
 pub fn run(paths: &[PathBuf], format: Format, deny_warnings: bool, color: bool) -> i32 {
     let report = validate_paths(paths);
-    print!("{}", render_report(&report, format, color));
+    out!("{}", render_report(&report, format, color));
     exit_code(&report, deny_warnings)
 }
 
