@@ -1,0 +1,64 @@
+//! What the runtime knows about one connection: the connector's declarations merged with the project's
+//! `weft.yaml` entry. Built once per process from a validated project.
+
+use std::path::{Path, PathBuf};
+
+use crate::catalog::manifest::{AuthScheme, RateLimit};
+use crate::catalog::Catalog;
+use crate::dsl::project::{Connection, ConnectionAuth};
+
+/// A connection ready to send through.
+#[derive(Clone, Debug)]
+pub struct ConnectionRuntime {
+    pub name: String,
+    pub connector: String,
+    /// The connection's `base_url`, else the connector's (no trailing slash).
+    pub base_url: String,
+    pub auth_scheme: AuthScheme,
+    /// Secret references only; resolved when a request is sent.
+    pub auth: ConnectionAuth,
+    /// With `header` auth: the header that carries the key (connection's choice, else the connector's).
+    pub auth_header: Option<String>,
+    /// OAuth 2 token endpoint.
+    pub token_url: Option<String>,
+    /// Fixed headers of the connector (GHL's `Version`).
+    pub headers: Vec<(String, String)>,
+    /// The effective rate limit: the connection's override, else the connector's.
+    pub rate_limit: Option<RateLimit>,
+    pub retry_statuses: Vec<u16>,
+    pub idempotency_header: Option<String>,
+    pub location_id: Option<String>,
+    /// Where `file:` secrets are relative to (the directory of weft.yaml).
+    pub base_dir: PathBuf,
+}
+
+impl ConnectionRuntime {
+    /// Merge a project connection with its connector. `None` when the connector does not exist (reported by
+    /// validation).
+    pub fn build(name: &str, conn: Option<&Connection>, connector: &str, catalog: &Catalog, base_dir: &Path) -> Option<Self> {
+        let c = catalog.connector(connector)?;
+        let m = &c.manifest;
+        let base_url = conn
+            .and_then(|c| c.base_url.clone())
+            .or_else(|| m.base_url.clone())
+            .unwrap_or_default()
+            .trim_end_matches('/')
+            .to_string();
+        let auth = conn.and_then(|c| c.auth.clone()).unwrap_or_default();
+        Some(ConnectionRuntime {
+            name: name.to_string(),
+            connector: connector.to_string(),
+            base_url,
+            auth_scheme: m.auth.scheme,
+            auth_header: auth.header.clone().or_else(|| m.auth.header.clone()),
+            auth,
+            token_url: m.auth.token_url.clone(),
+            headers: m.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            rate_limit: conn.and_then(|c| c.rate_limit.clone()).or_else(|| m.rate_limit.clone()),
+            retry_statuses: if m.retry_statuses.is_empty() { vec![429, 500, 502, 503, 504] } else { m.retry_statuses.clone() },
+            idempotency_header: m.idempotency_header.clone(),
+            location_id: conn.and_then(|c| c.location_id.clone()),
+            base_dir: base_dir.to_path_buf(),
+        })
+    }
+}

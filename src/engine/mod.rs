@@ -1,0 +1,3 @@
+//! The engine: a validated flow compiled into a [`plan::Plan`], run step by step against a transport.
+
+pub mod connection;
