@@ -19,6 +19,7 @@ macro_rules! out {
 }
 
 mod catalog;
+mod map;
 mod validate;
 
 use std::io::IsTerminal;
@@ -69,6 +70,17 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// Run a flow's `set` step (or a mapping file) over NDJSON events, writing NDJSON.
+    Map {
+        /// A flow with a `set` step, or a YAML file that is one mapping.
+        target: PathBuf,
+        /// NDJSON input (default: standard input; `-` too).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Which `set` step of the flow (default: the first).
+        #[arg(long)]
+        step: Option<String>,
     },
     /// Explain a diagnostic code, or list them all.
     Explain {
@@ -137,6 +149,7 @@ pub fn run(cli: Cli) -> i32 {
         }
         Command::Catalog { connector, search, json } => catalog::run(connector.as_deref(), search.as_deref(), json),
         Command::Explain { code, markdown } => explain(code.as_deref(), markdown),
+        Command::Map { target, input, step } => map::run(&target, input.as_deref(), step.as_deref()),
     }
 }
 

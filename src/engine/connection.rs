@@ -35,7 +35,13 @@ pub struct ConnectionRuntime {
 impl ConnectionRuntime {
     /// Merge a project connection with its connector. `None` when the connector does not exist (reported by
     /// validation).
-    pub fn build(name: &str, conn: Option<&Connection>, connector: &str, catalog: &Catalog, base_dir: &Path) -> Option<Self> {
+    pub fn build(
+        name: &str,
+        conn: Option<&Connection>,
+        connector: &str,
+        catalog: &Catalog,
+        base_dir: &Path,
+    ) -> Option<Self> {
         let c = catalog.connector(connector)?;
         let m = &c.manifest;
         let base_url = conn
@@ -55,7 +61,11 @@ impl ConnectionRuntime {
             token_url: m.auth.token_url.clone(),
             headers: m.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             rate_limit: conn.and_then(|c| c.rate_limit.clone()).or_else(|| m.rate_limit.clone()),
-            retry_statuses: if m.retry_statuses.is_empty() { vec![429, 500, 502, 503, 504] } else { m.retry_statuses.clone() },
+            retry_statuses: if m.retry_statuses.is_empty() {
+                vec![429, 500, 502, 503, 504]
+            } else {
+                m.retry_statuses.clone()
+            },
             idempotency_header: m.idempotency_header.clone(),
             location_id: conn.and_then(|c| c.location_id.clone()),
             base_dir: base_dir.to_path_buf(),

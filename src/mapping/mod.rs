@@ -21,6 +21,39 @@ use crate::dsl::value::{classify, static_prefix, Segment, ValueKind};
 use crate::dsl::yaml::{Kind, Node};
 use crate::source::{SourceFile, Span};
 
+/// The template environment of flows: `${{ }}` expressions, `${% %}` blocks, strict undefined, and weft's own
+/// filters. Validation compiles with exactly this environment, so what validates also renders.
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    let syntax = minijinja::syntax::SyntaxConfig::builder()
+        .variable_delimiters("${{", "}}")
+        .block_delimiters("${%", "%}")
+        .comment_delimiters("${#", "#}")
+        .build()
+        .expect("static delimiters are valid");
+    env.set_syntax(syntax);
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_filter("iso8601", iso8601);
+    env.add_function("now", || chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
+    env
+}
+
+/// `${{ created_at | iso8601 }}`: unix seconds (Razorpay, Payhere) → `2024-06-01T00:00:35Z` (UTC).
+fn iso8601(value: minijinja::Value) -> Result<String, minijinja::Error> {
+    let secs = i64::try_from(value.clone())
+        .ok()
+        .or_else(|| f64::try_from(value.clone()).ok().map(|f| f as i64))
+        .ok_or_else(|| {
+            minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                format!("iso8601 needs unix seconds, got {value}"),
+            )
+        })?;
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .ok_or_else(|| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("{secs} is out of range")))
+}
+
 /// Fuel for one template render: bounds loops so a template cannot hang a run.
 const TEMPLATE_FUEL: u64 = 100_000;
 
@@ -74,7 +107,7 @@ impl Default for Templates {
 
 impl Templates {
     pub fn new() -> Templates {
-        let mut env = crate::validate::template_env();
+        let mut env = environment();
         env.set_fuel(Some(TEMPLATE_FUEL));
         Templates { env, count: 0 }
     }
@@ -204,12 +237,16 @@ impl PathRef {
 
     pub fn eval(&self, ctx: &Context) -> Result<Value, MapError> {
         let mut found = self.matches(ctx);
+        // `{from, default}` always yields one value: the first match, else the default.
+        if let Some(default) = &self.default {
+            return Ok(if found.is_empty() { default.clone() } else { found.swap_remove(0) });
+        }
         if !self.singular {
             return Ok(Value::Array(found));
         }
         match found.len() {
             1 => Ok(found.pop().expect("one")),
-            0 => self.default.clone().ok_or_else(|| MapError {
+            0 => Err(MapError {
                 code: codes::RUN_PATH_NO_MATCH,
                 span: self.span,
                 message: format!("`{}` matched nothing", self.source),

@@ -10,7 +10,7 @@ mod request;
 
 use std::str::FromStr;
 
-use minijinja::{Environment, UndefinedBehavior};
+use minijinja::Environment;
 
 use super::project::{ConnectionInfo, ProjectContext};
 use crate::catalog::{Connector, EventDef, Lookup, Operation, ParamIn};
@@ -27,18 +27,9 @@ pub fn check(root: &Node, flow: &Flow, ctx: &ProjectContext, sink: &mut Sink) {
     checker.steps();
 }
 
-/// The template environment validation compiles with: the same syntax and strictness the engine uses.
+/// The template environment validation compiles with: the engine's own.
 pub fn template_env() -> Environment<'static> {
-    let mut env = Environment::new();
-    let syntax = minijinja::syntax::SyntaxConfig::builder()
-        .variable_delimiters("${{", "}}")
-        .block_delimiters("${%", "%}")
-        .comment_delimiters("${#", "#}")
-        .build()
-        .expect("static delimiters are valid");
-    env.set_syntax(syntax);
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env
+    crate::mapping::environment()
 }
 
 /// Where a value sits, which decides what it may read.
