@@ -12,5 +12,6 @@ pub mod engine;
 pub mod mapping;
 pub mod source;
 pub mod store;
+pub mod testcase;
 pub mod transport;
 pub mod validate;

@@ -19,7 +19,9 @@ macro_rules! out {
 }
 
 mod catalog;
+mod dry_run;
 mod map;
+mod test;
 mod validate;
 
 use std::io::IsTerminal;
@@ -81,6 +83,23 @@ pub enum Command {
         /// Which `set` step of the flow (default: the first).
         #[arg(long)]
         step: Option<String>,
+    },
+    /// Run a flow for one event without sending anything: print each request and each step's output.
+    DryRun {
+        flow: PathBuf,
+        /// The input event (JSON or YAML file).
+        #[arg(long)]
+        event: PathBuf,
+        /// Recorded responses that answer the flow's reads (and writes, when recorded).
+        #[arg(long)]
+        cassette: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Run every flow test case (files in `tests/` folders beside flows) against its recorded responses.
+    Test {
+        /// Directories to search or case files. Default: `flows/`.
+        paths: Vec<PathBuf>,
     },
     /// Explain a diagnostic code, or list them all.
     Explain {
@@ -149,6 +168,8 @@ pub fn run(cli: Cli) -> i32 {
         }
         Command::Catalog { connector, search, json } => catalog::run(connector.as_deref(), search.as_deref(), json),
         Command::Explain { code, markdown } => explain(code.as_deref(), markdown),
+        Command::DryRun { flow, event, cassette, format } => dry_run::run(&flow, &event, cassette.as_deref(), format),
+        Command::Test { paths } => test::run(&if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths }),
         Command::Map { target, input, step } => map::run(&target, input.as_deref(), step.as_deref()),
     }
 }

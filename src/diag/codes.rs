@@ -130,6 +130,20 @@ codes! {
         "Guard the step with `when:`, or give a fallback: `{ from: $.path, default: value }`.";
     RUN_TEMPLATE = "run::template::render", "A template failed while rendering.",
         "Check the fields it reads exist in this event; use `| default(...)` or `is defined` for optional ones.";
+    RUN_REQUEST = "run::request::render", "A request could not be built from the mapped values.",
+        "Path parameters must map to a string or number; check the step's `path:` values for this event.";
+    RUN_HTTP_STATUS = "run::http::status", "The upstream API answered with an error status.",
+        "Read the upstream error in the message; fix the mapped request, or use `on_error: continue`/`skip` for expected failures.";
+    RUN_HTTP_TRANSPORT = "run::http::transport", "The request got no response (timeout, refused or reset connection) after retries.",
+        "Check the connection's base URL and network; the runtime already retried with backoff.";
+    RUN_SECRET_MISSING = "run::secret::missing", "A secret the connection needs is not set.",
+        "Export the environment variable (or create the file) named in weft.yaml for this connection.";
+    RUN_AUTH = "run::auth::failed", "Authentication failed or a token could not be refreshed.",
+        "Check the connection's credentials and scopes; for OAuth, re-authorise the app to get a new refresh token.";
+    RUN_REPLAY_UNMATCHED = "run::replay::unmatched", "The cassette has no recorded response for a request the flow sent.",
+        "Record the interaction (`weft record`) or add it to the test case's cassette; the message shows the nearest recorded request.";
+    RUN_FOR_EACH = "run::for_each::not_a_list", "`for_each` did not select a list.",
+        "Point `for_each` at a list (e.g. `$.steps.get.items`), or use a path with `[*]`.";
     // Connectors.
     CONNECTOR_INVALID = "connector::invalid", "A connector folder is not usable.",
         "Fix the connector.yaml or the OpenAPI document it names.";

@@ -109,49 +109,42 @@ impl Object for StepsObject {
 }
 
 /// A JSON node inside a shared document, seen by minijinja as a map or a list without copying it.
+///
+/// It holds the document's `Arc` and a pointer to the node: reading `trigger.payload.payment.entity.amount`
+/// walks four nodes once, with no path to clone and no lookups repeated from the root. That walk is the hot
+/// loop of `weft map` (see benches/MAPPING_RESULTS.md).
 #[derive(Debug)]
 pub struct JsonRef {
     root: Arc<Value>,
-    path: Vec<Step>,
+    node: std::ptr::NonNull<Value>,
 }
 
-#[derive(Debug, Clone)]
-enum Step {
-    Key(String),
-    Index(usize),
-}
+// SAFETY: `node` points into the tree owned by `root`. The tree is behind an `Arc` and never mutated (serde_json
+// values have no interior mutability and nothing hands out `&mut` to an `Arc`'s shared contents), so the node
+// lives and stays unchanged as long as `root` does, and `&Value` is `Send + Sync`.
+unsafe impl Send for JsonRef {}
+unsafe impl Sync for JsonRef {}
 
 impl JsonRef {
     /// Scalars become minijinja values directly; objects and arrays become lazy references.
     pub fn wrap(root: &Arc<Value>) -> MjValue {
-        JsonRef::child(root, Vec::new())
+        JsonRef::child(root, root)
     }
 
-    fn child(root: &Arc<Value>, path: Vec<Step>) -> MjValue {
-        let node = resolve(root, &path);
+    /// `node` must be inside `root`'s tree.
+    fn child(root: &Arc<Value>, node: &Value) -> MjValue {
         match node {
-            Some(Value::Object(_)) | Some(Value::Array(_)) => {
-                MjValue::from_object(JsonRef { root: root.clone(), path })
+            Value::Object(_) | Value::Array(_) => {
+                MjValue::from_object(JsonRef { root: root.clone(), node: std::ptr::NonNull::from(node) })
             }
-            Some(v) => scalar(v),
-            None => MjValue::UNDEFINED,
+            v => scalar(v),
         }
     }
 
     fn node(&self) -> &Value {
-        resolve(&self.root, &self.path).unwrap_or(&Value::Null)
+        // SAFETY: see the `Send`/`Sync` impls: the pointee is owned by `self.root` and immutable.
+        unsafe { self.node.as_ref() }
     }
-}
-
-fn resolve<'a>(root: &'a Value, path: &[Step]) -> Option<&'a Value> {
-    let mut node = root;
-    for step in path {
-        node = match step {
-            Step::Key(k) => node.get(k)?,
-            Step::Index(i) => node.get(*i)?,
-        };
-    }
-    Some(node)
 }
 
 pub fn scalar(v: &Value) -> MjValue {
@@ -182,25 +175,17 @@ impl Object for JsonRef {
     }
 
     fn get_value(self: &Arc<Self>, key: &MjValue) -> Option<MjValue> {
-        let step = match self.node() {
+        let child = match self.node() {
             Value::Array(items) => {
                 let i = key.as_i64()?;
                 // Negative indexes count from the end, as in Python and JSONPath.
                 let i = if i < 0 { items.len() as i64 + i } else { i };
-                Step::Index(usize::try_from(i).ok()?)
+                items.get(usize::try_from(i).ok()?)?
             }
-            Value::Object(map) => {
-                let k = key.as_str()?;
-                if !map.contains_key(k) {
-                    return None;
-                }
-                Step::Key(k.to_string())
-            }
+            Value::Object(map) => map.get(key.as_str()?)?,
             _ => return None,
         };
-        let mut path = self.path.clone();
-        path.push(step);
-        Some(JsonRef::child(&self.root, path))
+        Some(JsonRef::child(&self.root, child))
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {

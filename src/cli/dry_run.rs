@@ -1,0 +1,119 @@
+//! `weft dry-run`: run a flow for one event with nothing sent — reads answered from a cassette when it has
+//! them, writes printed instead of sent — and print each request (secrets never appear: auth is added only
+//! when a request is really sent) and each step's mapped output.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::test::{connections, event_kind, read_value};
+use super::{Format, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use crate::diag::render;
+use crate::dsl::load;
+use crate::engine::plan::compile_flow;
+use crate::engine::run::{Direct, EventInput, RunReport, RunStatus, Runner, StepStatus};
+use crate::transport::cassette::Cassette;
+use crate::transport::dry_run::DryRun;
+use crate::validate::{find_project, ProjectContext};
+
+pub fn run(flow: &Path, event: &Path, cassette: Option<&Path>, format: Format) -> i32 {
+    let ctx = ProjectContext::load(find_project(flow).as_deref());
+    let plan = match load::read(flow).map_err(|d| vec![d]).and_then(|f| compile_flow(&f, &ctx)) {
+        Ok(p) => Arc::new(p),
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{}", render::human(d, render::Human::plain()));
+            }
+            return EXIT_INVALID;
+        }
+    };
+    let body = match read_value(event) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: event: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let cassette = match cassette.map(Cassette::load).transpose() {
+        Ok(c) => c,
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{}", render::human(d, render::Human::plain()));
+            }
+            return EXIT_USAGE;
+        }
+    };
+    let runner = Runner::new(plan.clone(), Arc::new(Direct(Arc::new(DryRun::new(cassette)))), None, &connections(&ctx));
+    let input = EventInput {
+        id: "dry-run".into(),
+        kind: event_kind(&plan),
+        body,
+        received_at: chrono::Utc::now().to_rfc3339(),
+    };
+    let report = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(runner.run(&input)),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    match format {
+        Format::Json => outln!("{}", super::pretty(&json_report(&report))),
+        _ => out!("{}", human_report(&report)),
+    }
+    if let Some(d) = &report.error {
+        eprintln!("{}", render::human(d, render::Human::plain()));
+    }
+    if report.status == RunStatus::Failed {
+        EXIT_INVALID
+    } else {
+        EXIT_OK
+    }
+}
+
+pub fn json_report(report: &RunReport) -> serde_json::Value {
+    serde_json::json!({
+        "flow": report.flow,
+        "event_id": report.event_id,
+        "status": report.status,
+        "steps": report.steps,
+        "error": report.error.as_ref().map(render::json),
+    })
+}
+
+fn human_report(report: &RunReport) -> String {
+    let mut out = format!("dry run of {} (nothing is sent)\n", report.flow);
+    for step in &report.steps {
+        let status = match step.status {
+            StepStatus::Ok => "ok",
+            StepStatus::Skipped => "skipped (when: false)",
+            StepStatus::Reused => "reused",
+            StepStatus::Failed => "FAILED",
+        };
+        out.push_str(&format!("\n── step {} — {status}\n", step.id));
+        for r in &step.requests {
+            let note = if r.is_write() { "   (write: not sent)" } else { "" };
+            out.push_str(&format!("   {} {}{note}\n", r.method, r.url()));
+            for (k, v) in &r.headers {
+                out.push_str(&format!("   {k}: {v}\n"));
+            }
+            if let Some(body) = &r.body {
+                for line in serde_json::to_string_pretty(body).unwrap_or_default().lines() {
+                    out.push_str(&format!("   {line}\n"));
+                }
+            }
+        }
+        if let Some(output) = &step.output {
+            out.push_str("   → output: ");
+            out.push_str(&serde_json::to_string(output).unwrap_or_default());
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!(
+        "\n{}\n",
+        match report.status {
+            RunStatus::Succeeded => "run would succeed",
+            RunStatus::Failed => "run would FAIL",
+        }
+    ));
+    out
+}

@@ -1,0 +1,473 @@
+//! Running a [`Plan`] for one event: steps in order, each rendered into [`RequestSpec`]s and sent through a
+//! [`Sender`], outputs added to the context, failures reported at the step's YAML span.
+//!
+//! Idempotency lives here: a write step's effect key (flow, event id, step, item) is stored after success, and
+//! a re-run of the same event reuses the stored output instead of writing again.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::plan::{Action, CallPlan, Plan, StepPlan};
+use crate::diag::{codes, Code, Diagnostic};
+use crate::dsl::flow::OnError;
+use crate::mapping::{Context, Evaluator, MapError, Mapping};
+use crate::store::{EffectKey, Store};
+use crate::transport::{encode, BoxFuture, RequestSpec, Response, Transport};
+
+/// A sent request's outcome as the engine needs it.
+#[derive(Debug, Clone)]
+pub struct Sent {
+    pub response: Response,
+    pub attempts: u32,
+}
+
+/// Why a call failed, after the runtime's retries.
+#[derive(Debug, Clone)]
+pub struct SendError {
+    pub code: &'static Code,
+    pub status: Option<u16>,
+    pub body: Option<Value>,
+    pub attempts: u32,
+    /// Already redacted.
+    pub message: String,
+}
+
+/// What the engine sends calls through: the runtime's `Caller` (auth, rate limit, retries) for live runs, or
+/// a bare transport for replays and dry runs.
+pub trait Sender: Send + Sync {
+    fn send<'a>(
+        &'a self,
+        req: &'a RequestSpec,
+        idempotency_key: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Sent, SendError>>;
+}
+
+/// A transport used as is: one attempt, no auth (replay, dry run).
+pub struct Direct(pub Arc<dyn Transport>);
+
+impl Sender for Direct {
+    fn send<'a>(&'a self, req: &'a RequestSpec, _key: Option<&'a str>) -> BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(async move {
+            match self.0.send(req).await {
+                Ok(response) if response.is_success() => Ok(Sent { response, attempts: 1 }),
+                Ok(response) => Err(SendError {
+                    code: codes::RUN_HTTP_STATUS,
+                    status: Some(response.status),
+                    message: format!("{} {} answered {}", req.method, req.path, response.status),
+                    body: Some(response.body),
+                    attempts: 1,
+                }),
+                Err(e) => Err(SendError {
+                    code: if matches!(e, crate::transport::TransportError::Unmatched { .. }) {
+                        codes::RUN_REPLAY_UNMATCHED
+                    } else {
+                        codes::RUN_HTTP_TRANSPORT
+                    },
+                    status: None,
+                    body: None,
+                    attempts: 1,
+                    message: e.to_string(),
+                }),
+            }
+        })
+    }
+}
+
+/// The event a run starts from.
+#[derive(Debug, Clone)]
+pub struct EventInput {
+    /// Unique per delivery (webhook id, or a hash of the body for manual runs): the idempotency scope.
+    pub id: String,
+    pub body: Value,
+    /// `payment.captured`, `ContactCreate`, `manual`, …
+    pub kind: String,
+    pub received_at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    Ok,
+    /// `when` was false.
+    Skipped,
+    /// The write already happened for this event: its stored output was reused.
+    Reused,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+}
+
+/// One step's result.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepReport {
+    pub id: String,
+    pub status: StepStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// Requests sent (or, in a dry run, that would be sent), without auth headers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requests: Vec<RequestSpec>,
+    pub attempts: u32,
+    pub duration_ms: u64,
+    #[serde(skip)]
+    pub error: Option<Diagnostic>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub flow: String,
+    pub event_id: String,
+    pub status: RunStatus,
+    pub steps: Vec<StepReport>,
+    /// The failure that ended the run, at its YAML span.
+    pub error: Option<Diagnostic>,
+}
+
+/// Runs one plan; shared by every event of a process.
+pub struct Runner {
+    pub plan: Arc<Plan>,
+    sender: Arc<dyn Sender>,
+    store: Option<Arc<dyn Store>>,
+    /// `{name: {name, connector, location_id, base_url}}`: what flows may read of connections.
+    connections: Arc<Value>,
+    /// Connection name → base URL, for rendering requests.
+    base_urls: std::collections::HashMap<String, String>,
+}
+
+impl Runner {
+    pub fn new(
+        plan: Arc<Plan>,
+        sender: Arc<dyn Sender>,
+        store: Option<Arc<dyn Store>>,
+        connections: &indexmap::IndexMap<String, super::connection::ConnectionRuntime>,
+    ) -> Runner {
+        let view: serde_json::Map<String, Value> = connections
+            .iter()
+            .map(|(name, c)| {
+                (
+                    name.clone(),
+                    serde_json::json!({"name": name, "connector": c.connector, "location_id": c.location_id, "base_url": c.base_url}),
+                )
+            })
+            .collect();
+        let base_urls = connections.iter().map(|(n, c)| (n.clone(), c.base_url.clone())).collect();
+        Runner { plan, sender, store, connections: Arc::new(Value::Object(view)), base_urls }
+    }
+
+    pub async fn run(&self, event: &EventInput) -> RunReport {
+        let plan = &self.plan;
+        let mut ctx = Context {
+            trigger: Arc::new(event.body.clone()),
+            event: Arc::new(serde_json::json!({"id": event.id, "type": event.kind, "received_at": event.received_at})),
+            connections: self.connections.clone(),
+            vars: Arc::new(Value::Object(Default::default())),
+            ..Context::default()
+        };
+        let mut report = RunReport {
+            flow: plan.name.clone(),
+            event_id: event.id.clone(),
+            status: RunStatus::Succeeded,
+            steps: Vec::new(),
+            error: None,
+        };
+        // vars first: they may read the trigger, the event and connections.
+        if !plan.vars.is_empty() {
+            let eval = Evaluator::new(&plan.templates, Arc::new(ctx.clone()));
+            let mut vars = serde_json::Map::new();
+            for (name, m) in &plan.vars {
+                match eval.eval(m) {
+                    Ok(v) => {
+                        vars.insert(name.clone(), v);
+                    }
+                    Err(e) => {
+                        report.status = RunStatus::Failed;
+                        report.error = Some(e.into_diagnostic(&plan.file));
+                        return report;
+                    }
+                }
+            }
+            ctx.vars = Arc::new(Value::Object(vars));
+        }
+        for step in &plan.steps {
+            let started = Instant::now();
+            let mut step_report = self.step(step, &ctx, event).await;
+            step_report.duration_ms = started.elapsed().as_millis() as u64;
+            if let Some(output) = &step_report.output {
+                ctx.steps.insert(step.id.clone(), Arc::new(output.clone()));
+            }
+            let failed = step_report.status == StepStatus::Failed;
+            let error = step_report.error.clone();
+            report.steps.push(step_report);
+            if failed {
+                match step.on_error {
+                    OnError::Fail => {
+                        report.status = RunStatus::Failed;
+                        report.error = error;
+                        break;
+                    }
+                    OnError::Skip => break,
+                    OnError::Continue => {
+                        let detail = error.as_ref().map(|d| d.message.clone()).unwrap_or_default();
+                        ctx.steps.insert(step.id.clone(), Arc::new(serde_json::json!({"error": {"message": detail}})));
+                    }
+                }
+            }
+        }
+        report
+    }
+
+    async fn step(&self, step: &StepPlan, ctx: &Context, event: &EventInput) -> StepReport {
+        let mut report = StepReport {
+            id: step.id.clone(),
+            status: StepStatus::Ok,
+            output: None,
+            requests: Vec::new(),
+            attempts: 0,
+            duration_ms: 0,
+            error: None,
+        };
+        let file = &self.plan.file;
+        let snapshot = Arc::new(ctx.clone());
+        let eval = Evaluator::new(&self.plan.templates, snapshot.clone());
+        if let Some(when) = &step.when {
+            match eval.truthy(when) {
+                Ok(true) => {}
+                Ok(false) => {
+                    report.status = StepStatus::Skipped;
+                    return report;
+                }
+                Err(e) => return fail(report, e.into_diagnostic(file)),
+            }
+        }
+        let Some(for_each) = &step.for_each else {
+            return match self.item(step, &eval, event, None).await {
+                Ok(done) => {
+                    report.requests = done.requests;
+                    report.attempts = done.attempts;
+                    report.status = if done.reused { StepStatus::Reused } else { StepStatus::Ok };
+                    report.output = Some(done.output);
+                    report
+                }
+                Err(failure) => {
+                    report.requests = failure.requests;
+                    report.attempts = failure.attempts;
+                    fail(report, failure.diagnostic)
+                }
+            };
+        };
+        let items = match for_each.eval(&snapshot) {
+            Ok(Value::Array(items)) => items,
+            Ok(other) => {
+                let d = Diagnostic::error(
+                    codes::RUN_FOR_EACH,
+                    format!("`for_each` selected {} instead of a list", kind_of(&other)),
+                )
+                .label(for_each.span, "not a list")
+                .help(codes::RUN_FOR_EACH.help)
+                .in_file(file);
+                return fail(report, d);
+            }
+            Err(e) => return fail(report, e.into_diagnostic(file)),
+        };
+        // Elements run in chunks of `concurrency`; outputs keep the elements' order.
+        let mut outputs = Vec::with_capacity(items.len());
+        let mut all_reused = !items.is_empty();
+        for (chunk_index, chunk) in items.chunks(step.concurrency).enumerate() {
+            let futures = chunk.iter().enumerate().map(|(i, item)| {
+                let index = chunk_index * step.concurrency + i;
+                let mut item_ctx = ctx.clone();
+                item_ctx.item = Some((Arc::new(item.clone()), index));
+                async move {
+                    let eval = Evaluator::new(&self.plan.templates, Arc::new(item_ctx));
+                    self.item(step, &eval, event, Some(index as u64)).await
+                }
+            });
+            for result in futures_util::future::join_all(futures).await {
+                match result {
+                    Ok(done) => {
+                        report.requests.extend(done.requests);
+                        report.attempts += done.attempts;
+                        all_reused &= done.reused;
+                        outputs.push(done.output);
+                    }
+                    Err(failure) => {
+                        report.requests.extend(failure.requests);
+                        report.attempts += failure.attempts;
+                        report.output = Some(Value::Array(outputs));
+                        return fail(report, failure.diagnostic);
+                    }
+                }
+            }
+        }
+        report.status = if all_reused { StepStatus::Reused } else { StepStatus::Ok };
+        report.output = Some(Value::Array(outputs));
+        report
+    }
+
+    /// One element of a step (or the whole step without `for_each`).
+    async fn item(
+        &self,
+        step: &StepPlan,
+        eval: &Evaluator<'_>,
+        event: &EventInput,
+        item: Option<u64>,
+    ) -> Result<ItemDone, ItemFailure> {
+        let file = &self.plan.file;
+        let map_err =
+            |e: MapError| ItemFailure { diagnostic: e.into_diagnostic(file), requests: Vec::new(), attempts: 0 };
+        let call = match &step.action {
+            Action::Set(m) => {
+                return eval
+                    .eval(m)
+                    .map(|output| ItemDone { output, requests: Vec::new(), attempts: 0, reused: false })
+                    .map_err(map_err)
+            }
+            Action::Call(call) => call,
+        };
+        let req = self.render(call, eval).map_err(|d| ItemFailure {
+            diagnostic: d.in_file(file),
+            requests: Vec::new(),
+            attempts: 0,
+        })?;
+        let key = EffectKey { flow: self.plan.name.clone(), event_id: event.id.clone(), step: step.id.clone(), item };
+        if req.is_write() {
+            if let Some(store) = &self.store {
+                if let Ok(Some(output)) = store.effect(&key) {
+                    return Ok(ItemDone { output, requests: Vec::new(), attempts: 0, reused: true });
+                }
+            }
+        }
+        let idempotency_key = idempotency_key(&key);
+        match self.sender.send(&req, Some(&idempotency_key)).await {
+            Ok(sent) => {
+                let output = sent.response.body;
+                if req.is_write() {
+                    if let Some(store) = &self.store {
+                        // The write happened; failing to remember it must not turn success into failure, but it
+                        // is worth a loud line: a re-delivery could write again.
+                        if let Err(e) = store.record_effect(&key, &output) {
+                            eprintln!("warning: could not record the effect of step `{}`: {e}", step.id);
+                        }
+                    }
+                }
+                Ok(ItemDone { output, requests: vec![req], attempts: sent.attempts, reused: false })
+            }
+            Err(e) => {
+                let mut message = format!("step `{}`: {}", step.id, e.message);
+                if let Some(body) = &e.body {
+                    let text = body.to_string();
+                    let shown: String = text.chars().take(600).collect();
+                    message.push_str(&format!("\nupstream said: {shown}"));
+                }
+                let label = match e.status {
+                    Some(s) => format!("{} answered {s}", call.op.display_name()),
+                    None => "no response".to_string(),
+                };
+                let d = Diagnostic::error(e.code, message).label(call.span, label).help(e.code.help).in_file(file);
+                Err(ItemFailure { diagnostic: d, requests: vec![req], attempts: e.attempts })
+            }
+        }
+    }
+
+    /// Evaluate a call's mappings into a template-free request.
+    fn render(&self, call: &CallPlan, eval: &Evaluator<'_>) -> Result<RequestSpec, Diagnostic> {
+        let to_diag = |e: MapError| Diagnostic::error(e.code, e.message).label(e.span, "here").help(e.help);
+        let mut path = call.op.path.clone();
+        for (name, m) in &call.path {
+            let value = eval.eval(m).map_err(to_diag)?;
+            let text = scalar_text(&value).ok_or_else(|| {
+                Diagnostic::error(codes::RUN_REQUEST, format!("path parameter `{name}` mapped to {}", kind_of(&value)))
+                    .label(mapping_span(m).unwrap_or(call.span), "needs a string or number")
+                    .help(codes::RUN_REQUEST.help)
+            })?;
+            path = path.replace(&format!("{{{name}}}"), &encode(&text));
+        }
+        let mut query = Vec::new();
+        for (name, m) in &call.query {
+            match eval.eval(m).map_err(to_diag)? {
+                Value::Null => {}
+                Value::Array(items) => query.extend(items.iter().filter_map(scalar_text).map(|t| (name.clone(), t))),
+                other => query.push((name.clone(), scalar_text(&other).unwrap_or_else(|| other.to_string()))),
+            }
+        }
+        let mut headers = Vec::new();
+        for (name, m) in &call.headers {
+            let value = eval.eval(m).map_err(to_diag)?;
+            headers.push((name.clone(), scalar_text(&value).unwrap_or_else(|| value.to_string())));
+        }
+        let body = call.body.as_ref().map(|m| eval.eval(m)).transpose().map_err(to_diag)?;
+        Ok(RequestSpec {
+            connection: call.connection.clone(),
+            operation: call.op.display_name(),
+            method: call.op.method.clone(),
+            base_url: self.base_urls.get(&call.connection).cloned().unwrap_or_default(),
+            path,
+            query,
+            headers,
+            body,
+        })
+    }
+}
+
+struct ItemDone {
+    output: Value,
+    requests: Vec<RequestSpec>,
+    attempts: u32,
+    reused: bool,
+}
+
+struct ItemFailure {
+    diagnostic: Diagnostic,
+    requests: Vec<RequestSpec>,
+    attempts: u32,
+}
+
+fn fail(mut report: StepReport, d: Diagnostic) -> StepReport {
+    report.status = StepStatus::Failed;
+    report.error = Some(d);
+    report
+}
+
+/// `weft-<flow>-<event>-<step>[-<item>]`, restricted to what Razorpay accepts (`[A-Za-z0-9_-]`, ≥ 10 chars).
+pub fn idempotency_key(key: &EffectKey) -> String {
+    let raw = match key.item {
+        Some(i) => format!("weft-{}-{}-{}-{i}", key.flow, key.event_id, key.step),
+        None => format!("weft-{}-{}-{}", key.flow, key.event_id, key.step),
+    };
+    raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+fn mapping_span(m: &Mapping) -> Option<crate::source::Span> {
+    match m {
+        Mapping::Path(p) => Some(p.span),
+        Mapping::Template { span, .. } => Some(*span),
+        _ => None,
+    }
+}

@@ -1,0 +1,145 @@
+//! The event queue in SQLite. A claim is one `UPDATE … RETURNING` statement: it takes the write lock before it
+//! picks the row, so two connections can never pick the same event, and it waits on the busy timeout rather than
+//! failing.
+//!
+//! `claim_seq` (never reset) identifies a claim: finishing with an old claim after the lease passed to another
+//! worker changes nothing and is reported as lost.
+
+use super::{json_column, limit_arg, now_ms, where_clause, word_column};
+use crate::store::{AfterFailure, ClaimedEvent, Enqueued, EventFilter, EventStatus, NewEvent, QueueId, QueuedEvent};
+use rusqlite::{Connection, OptionalExtension, ToSql};
+
+/// Callers run this inside a transaction: the insert and the duplicate's lookup must see the same table.
+pub(super) fn enqueue(conn: &Connection, event: &NewEvent) -> rusqlite::Result<Enqueued> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO events (connection, event_id, kind, payload, status, received_at_ms, available_at_ms)
+             VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)
+             ON CONFLICT (connection, event_id) DO NOTHING
+             RETURNING id",
+        )?
+        .query_row(
+            (&event.connection, &event.event_id, &event.kind, event.payload.to_string(), event.received_at_ms),
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(id) = inserted {
+        return Ok(Enqueued::New(QueueId(id)));
+    }
+    conn.prepare_cached("SELECT id FROM events WHERE connection = ?1 AND event_id = ?2")?
+        .query_row((&event.connection, &event.event_id), |row| row.get(0).map(|id| Enqueued::Duplicate(QueueId(id))))
+}
+
+pub(super) fn save_cursor(conn: &Connection, poll: &str, cursor: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO poll_cursors (poll, cursor, updated_at_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT (poll) DO UPDATE SET cursor = excluded.cursor, updated_at_ms = excluded.updated_at_ms",
+    )?
+    .execute((poll, cursor, now_ms()))
+    .map(drop)
+}
+
+pub(super) fn claim(conn: &Connection, now_ms: i64, lease_ms: i64) -> rusqlite::Result<Option<ClaimedEvent>> {
+    // Oldest due first; an expired lease sorts by its original due time, so a crashed worker's event goes next.
+    conn.prepare_cached(
+        "UPDATE events SET status = 'claimed', attempts = attempts + 1, claim_seq = claim_seq + 1,
+             lease_until_ms = ?2
+         WHERE id = (
+             SELECT id FROM events
+             WHERE (status = 'queued' AND available_at_ms <= ?1) OR (status = 'claimed' AND lease_until_ms <= ?1)
+             ORDER BY available_at_ms, id LIMIT 1)
+         RETURNING id, connection, event_id, kind, payload, received_at_ms, attempts, lease_until_ms, claim_seq",
+    )?
+    .query_row((now_ms, now_ms.saturating_add(lease_ms)), |row| {
+        Ok(ClaimedEvent {
+            id: QueueId(row.get(0)?),
+            connection: row.get(1)?,
+            event_id: row.get(2)?,
+            kind: row.get(3)?,
+            payload: json_column(row, 4)?,
+            received_at_ms: row.get(5)?,
+            attempt: row.get(6)?,
+            lease_until_ms: row.get(7)?,
+            claim: row.get(8)?,
+        })
+    })
+    .optional()
+}
+
+/// False if `claim` no longer holds the event.
+pub(super) fn complete(conn: &Connection, claim: &ClaimedEvent) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "UPDATE events SET status = 'done', finished_at_ms = ?3, lease_until_ms = NULL, last_error = NULL
+         WHERE id = ?1 AND status = 'claimed' AND claim_seq = ?2",
+    )?
+    .execute((claim.id.0, claim.claim, now_ms()))
+    .map(|changed| changed == 1)
+}
+
+/// False if `claim` no longer holds the event.
+pub(super) fn fail(conn: &Connection, claim: &ClaimedEvent, error: &str, next: AfterFailure) -> rusqlite::Result<bool> {
+    let changed = match next {
+        AfterFailure::RetryAt(due_ms) => conn
+            .prepare_cached(
+                "UPDATE events SET status = 'queued', available_at_ms = ?3, lease_until_ms = NULL, last_error = ?4
+                 WHERE id = ?1 AND status = 'claimed' AND claim_seq = ?2",
+            )?
+            .execute((claim.id.0, claim.claim, due_ms, error))?,
+        AfterFailure::DeadLetter => conn
+            .prepare_cached(
+                "UPDATE events SET status = 'dead', finished_at_ms = ?3, lease_until_ms = NULL, last_error = ?4
+                 WHERE id = ?1 AND status = 'claimed' AND claim_seq = ?2",
+            )?
+            .execute((claim.id.0, claim.claim, now_ms(), error))?,
+    };
+    Ok(changed == 1)
+}
+
+pub(super) fn requeue(conn: &Connection, id: QueueId, now_ms: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "UPDATE events SET status = 'queued', attempts = 0, available_at_ms = ?2, finished_at_ms = NULL,
+             last_error = NULL
+         WHERE id = ?1 AND status IN ('done', 'dead')",
+    )?
+    .execute((id.0, now_ms))
+    .map(|changed| changed == 1)
+}
+
+pub(super) fn list(conn: &Connection, filter: &EventFilter) -> rusqlite::Result<Vec<QueuedEvent>> {
+    let mut conditions = Vec::new();
+    let mut args: Vec<&dyn ToSql> = Vec::new();
+    if let Some(connection) = &filter.connection {
+        conditions.push("connection = ?");
+        args.push(connection);
+    }
+    let status = filter.status.map(EventStatus::as_str);
+    if let Some(status) = &status {
+        conditions.push("status = ?");
+        args.push(status);
+    }
+    let limit = limit_arg(filter.limit);
+    args.push(&limit);
+    let sql = format!(
+        "SELECT id, connection, event_id, kind, payload, status, attempts, received_at_ms, available_at_ms,
+             finished_at_ms, last_error
+         FROM events{} ORDER BY received_at_ms DESC, id DESC LIMIT ?",
+        where_clause(&conditions)
+    );
+    conn.prepare_cached(&sql)?
+        .query_map(args.as_slice(), |row| {
+            Ok(QueuedEvent {
+                id: QueueId(row.get(0)?),
+                connection: row.get(1)?,
+                event_id: row.get(2)?,
+                kind: row.get(3)?,
+                payload: json_column(row, 4)?,
+                status: word_column(row, 5, EventStatus::parse)?,
+                attempts: row.get(6)?,
+                received_at_ms: row.get(7)?,
+                available_at_ms: row.get(8)?,
+                finished_at_ms: row.get(9)?,
+                last_error: row.get(10)?,
+            })
+        })?
+        .collect()
+}
