@@ -150,7 +150,7 @@ async fn exhausted_retries_carry_the_status_and_the_apps_error_body() {
     assert_eq!(err.status, Some(500));
     assert_eq!(err.body, Some(json!({"message": "still broken"})));
     assert_eq!(err.attempts, 3);
-    assert!(err.message.contains("HTTP 500 after 3 attempts (gave up after 3 attempts)"), "{}", err.message);
+    assert!(err.message.contains("HTTP 500 after 3 attempts (no attempts left)"), "{}", err.message);
     assert!(err.message.contains("still broken"), "{}", err.message);
     assert_eq!(up.seen().len(), 3);
 }

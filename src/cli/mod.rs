@@ -21,6 +21,7 @@ macro_rules! out {
 mod catalog;
 mod dry_run;
 mod map;
+mod run;
 mod test;
 mod validate;
 
@@ -96,6 +97,39 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
     },
+    /// Run a flow for one event against the real APIs (auth, rate limits, retries, idempotency).
+    Run {
+        flow: PathBuf,
+        /// The input event: a JSON or YAML file, or `-` for JSON on standard input.
+        #[arg(long)]
+        event: PathBuf,
+        /// The event's id (its idempotency scope); default: a hash of the event.
+        #[arg(long)]
+        event_id: Option<String>,
+        /// The state database (default: `.weft/state.db` beside weft.yaml).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Format::Human)]
+        format: Format,
+    },
+    /// Run a flow live and record every exchange as a scrubbed cassette for tests and dry runs.
+    Record {
+        flow: PathBuf,
+        #[arg(long)]
+        event: PathBuf,
+        /// Where to write the cassette.
+        #[arg(long)]
+        cassette: PathBuf,
+        #[arg(long)]
+        event_id: Option<String>,
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Validate, then run every test case: the check CI runs on a project.
+    Check {
+        /// Default: `flows/`.
+        paths: Vec<PathBuf>,
+    },
     /// Run every flow test case (files in `tests/` folders beside flows) against its recorded responses.
     Test {
         /// Directories to search or case files. Default: `flows/`.
@@ -169,6 +203,31 @@ pub fn run(cli: Cli) -> i32 {
         Command::Catalog { connector, search, json } => catalog::run(connector.as_deref(), search.as_deref(), json),
         Command::Explain { code, markdown } => explain(code.as_deref(), markdown),
         Command::DryRun { flow, event, cassette, format } => dry_run::run(&flow, &event, cassette.as_deref(), format),
+        Command::Run { flow, event, event_id, state, format } => run::run(run::RunArgs {
+            flow: &flow,
+            event: &event,
+            event_id: event_id.as_deref(),
+            state: state.as_deref(),
+            record: None,
+            format,
+        }),
+        Command::Record { flow, event, cassette, event_id, state } => run::run(run::RunArgs {
+            flow: &flow,
+            event: &event,
+            event_id: event_id.as_deref(),
+            state: state.as_deref(),
+            record: Some(&cassette),
+            format: Format::Human,
+        }),
+        Command::Check { paths } => {
+            let paths = if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths };
+            let color = use_color(std::io::stderr().is_terminal());
+            let validated = validate::run(&paths, Format::Human, false, color);
+            if validated != EXIT_OK {
+                return validated;
+            }
+            test::run(&paths)
+        }
         Command::Test { paths } => test::run(&if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths }),
         Command::Map { target, input, step } => map::run(&target, input.as_deref(), step.as_deref()),
     }

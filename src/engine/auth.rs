@@ -105,8 +105,8 @@ impl Authenticator {
         redactor: Arc<Redactor>,
     ) -> Self {
         let a = &conn.auth;
-        let oauth = conn.auth_scheme == AuthScheme::Oauth2
-            && (a.refresh_token.is_some() || a.client_id.is_some() || a.token.is_none());
+        // A fixed token with nothing to refresh it (GHL private integration token) is plain bearer.
+        let oauth = conn.auth_scheme == AuthScheme::Oauth2 && !(a.token.is_some() && a.refresh_token.is_none());
         let method = if oauth {
             Method::OAuth(Box::new(OAuth::new(conn, store, transport, redactor)))
         } else {

@@ -182,7 +182,8 @@ impl Caller {
             attempts += 1;
             counted += 1;
             waited += self.limiter.acquire(&route.bucket).await;
-            let authorization = route.auth.authorize().await.map_err(|e| self.auth_error(&prepared, e, attempts))?;
+            let authorization =
+                route.auth.authorize().await.map_err(|e| self.auth_error(&prepared, e, attempts - 1, "not sent"))?;
             let mut sent = prepared.clone();
             authorization.apply(&mut sent);
 
@@ -202,7 +203,7 @@ impl Caller {
                             .auth
                             .unauthorized(&authorization)
                             .await
-                            .map_err(|e| self.auth_error(&prepared, e, attempts))?;
+                            .map_err(|e| self.auth_error(&prepared, e, attempts, "HTTP 401, and no new token"))?;
                         if refreshed {
                             counted -= 1;
                             continue;
@@ -212,11 +213,14 @@ impl Caller {
                         self.policy.decide(&sent, &route.conn.retry_statuses, keyed, Failure::Status(&resp), counted);
                     // A 429 holds the whole bucket, so that concurrent calls on this connection back off too
                     // (and a call that gives up still leaves the next ones waiting).
+                    // The hold is capped like any server wait: a `Retry-After: 86400` fails this call, it does not
+                    // silently park every other call for a day.
                     let hold = match (&verdict, resp.status) {
                         (Verdict::Retry { wait, .. }, 429) => Some(*wait),
                         (_, 429) => retry::server_wait(&resp, chrono::Utc::now()),
                         _ => exhausted,
-                    };
+                    }
+                    .map(|h| h.min(self.policy.max_server_wait));
                     if let Some(wait) = hold {
                         self.limiter.hold(&route.bucket, wait);
                     }
@@ -286,7 +290,8 @@ impl Caller {
         }
     }
 
-    fn auth_error(&self, req: &RequestSpec, err: AuthError, attempts: u32) -> CallError {
+    /// `sent`: requests that went out before the credentials failed; `context`: where in the call it happened.
+    fn auth_error(&self, req: &RequestSpec, err: AuthError, sent: u32, context: &str) -> CallError {
         let (kind, status, body) = match &err {
             AuthError::Secret(_) => (CallErrorKind::Secret, None, None),
             AuthError::Token { status, body, .. } => (CallErrorKind::Auth, *status, body.clone()),
@@ -296,9 +301,8 @@ impl Caller {
             kind,
             status,
             body,
-            // The request that needed the credentials was not sent.
-            attempts: attempts - 1,
-            message: self.redactor.redact(&format!("{}: not sent: {err}", self.describe(req))),
+            attempts: sent,
+            message: self.redactor.redact(&format!("{}: {context}: {err}", self.describe(req))),
         }
     }
 }

@@ -8,3 +8,4 @@ pub mod ratelimit;
 pub mod retry;
 pub mod run;
 pub mod secrets;
+pub mod sender;

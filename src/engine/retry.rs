@@ -126,7 +126,7 @@ impl RetryPolicy {
             }
         };
         if attempt >= self.max_attempts {
-            return Verdict::GiveUp(format!("gave up after {attempt} attempts"));
+            return Verdict::GiveUp("no attempts left".into());
         }
         match server_wait {
             Some(wait) if wait > self.max_server_wait => Verdict::GiveUp(format!(

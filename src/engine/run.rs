@@ -10,70 +10,12 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::plan::{Action, CallPlan, Plan, StepPlan};
-use crate::diag::{codes, Code, Diagnostic};
+pub use super::sender::{Direct, SendError, Sender, Sent};
+use crate::diag::{codes, Diagnostic};
 use crate::dsl::flow::OnError;
 use crate::mapping::{Context, Evaluator, MapError, Mapping};
 use crate::store::{EffectKey, Store};
-use crate::transport::{encode, BoxFuture, RequestSpec, Response, Transport};
-
-/// A sent request's outcome as the engine needs it.
-#[derive(Debug, Clone)]
-pub struct Sent {
-    pub response: Response,
-    pub attempts: u32,
-}
-
-/// Why a call failed, after the runtime's retries.
-#[derive(Debug, Clone)]
-pub struct SendError {
-    pub code: &'static Code,
-    pub status: Option<u16>,
-    pub body: Option<Value>,
-    pub attempts: u32,
-    /// Already redacted.
-    pub message: String,
-}
-
-/// What the engine sends calls through: the runtime's `Caller` (auth, rate limit, retries) for live runs, or
-/// a bare transport for replays and dry runs.
-pub trait Sender: Send + Sync {
-    fn send<'a>(
-        &'a self,
-        req: &'a RequestSpec,
-        idempotency_key: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Sent, SendError>>;
-}
-
-/// A transport used as is: one attempt, no auth (replay, dry run).
-pub struct Direct(pub Arc<dyn Transport>);
-
-impl Sender for Direct {
-    fn send<'a>(&'a self, req: &'a RequestSpec, _key: Option<&'a str>) -> BoxFuture<'a, Result<Sent, SendError>> {
-        Box::pin(async move {
-            match self.0.send(req).await {
-                Ok(response) if response.is_success() => Ok(Sent { response, attempts: 1 }),
-                Ok(response) => Err(SendError {
-                    code: codes::RUN_HTTP_STATUS,
-                    status: Some(response.status),
-                    message: format!("{} {} answered {}", req.method, req.path, response.status),
-                    body: Some(response.body),
-                    attempts: 1,
-                }),
-                Err(e) => Err(SendError {
-                    code: if matches!(e, crate::transport::TransportError::Unmatched { .. }) {
-                        codes::RUN_REPLAY_UNMATCHED
-                    } else {
-                        codes::RUN_HTTP_TRANSPORT
-                    },
-                    status: None,
-                    body: None,
-                    attempts: 1,
-                    message: e.to_string(),
-                }),
-            }
-        })
-    }
-}
+use crate::transport::{encode, RequestSpec};
 
 /// The event a run starts from.
 #[derive(Debug, Clone)]

@@ -74,6 +74,9 @@ impl fmt::Display for SecretError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "connection `{}`: secret `{}` is unavailable: {}", self.connection, self.key, self.origin)?;
         match self.origin {
+            SecretSource::Unconfigured if self.key == "auth.header" => {
+                f.write_str(" (name the header that carries the key, e.g. `auth.header: X-Api-Key`)")
+            }
             SecretSource::Unconfigured => write!(f, " (add `{}: {{ env: NAME }}` to the connection)", self.key),
             _ if self.problem.is_empty() => Ok(()),
             _ => write!(f, " {}", self.problem),

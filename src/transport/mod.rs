@@ -7,6 +7,7 @@
 pub mod cassette;
 pub mod dry_run;
 pub mod live;
+pub mod record;
 pub mod redact;
 pub mod replay;
 

@@ -1,0 +1,188 @@
+//! `weft run` and `weft record`: one event through a flow against the real APIs (auth, rate limits,
+//! retries, idempotency in the state store), optionally recording a scrubbed cassette.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::dry_run::json_report;
+use super::test::{connections, event_kind, read_value};
+use super::{Format, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use crate::diag::render;
+use crate::dsl::load;
+use crate::engine::call::Caller;
+use crate::engine::plan::compile_flow;
+use crate::engine::retry::RetryPolicy;
+use crate::engine::run::{EventInput, RunStatus, Runner, StepStatus};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{NewRun, Store};
+use crate::transport::live::Live;
+use crate::transport::record::Record;
+use crate::transport::Transport;
+use crate::validate::{find_project, ProjectContext};
+
+pub struct RunArgs<'a> {
+    pub flow: &'a Path,
+    pub event: &'a Path,
+    pub event_id: Option<&'a str>,
+    pub state: Option<&'a Path>,
+    pub record: Option<&'a Path>,
+    pub format: Format,
+}
+
+pub fn run(args: RunArgs<'_>) -> i32 {
+    let project = find_project(args.flow);
+    let ctx = ProjectContext::load(project.as_deref());
+    let plan = match load::read(args.flow).map_err(|d| vec![d]).and_then(|f| compile_flow(&f, &ctx)) {
+        Ok(p) => Arc::new(p),
+        Err(diags) => {
+            for d in &diags {
+                eprintln!("{}", render::human(d, render::Human::plain()));
+            }
+            return EXIT_INVALID;
+        }
+    };
+    let body = if args.event == Path::new("-") {
+        let mut text = String::new();
+        if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut text) {
+            eprintln!("error: reading the event from stdin: {e}");
+            return EXIT_USAGE;
+        }
+        match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("error: the event on stdin is not JSON: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    } else {
+        match read_value(args.event) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("error: event: {e}");
+                return EXIT_USAGE;
+            }
+        }
+    };
+    // The state database lives beside weft.yaml unless the project or the command says otherwise.
+    let base = project.as_deref().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let state = args
+        .state
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| base.join(ctx.project.state.as_deref().unwrap_or(".weft/state.db")));
+    let store: Arc<dyn Store> = match SqliteStore::open(&state) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let live: Arc<dyn Transport> = match Live::new() {
+        Ok(l) => Arc::new(l),
+        Err(e) => {
+            eprintln!("error: cannot start the HTTP client: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    let recorder = args.record.map(|_| Arc::new(Record::new(live.clone())));
+    let transport: Arc<dyn Transport> = match &recorder {
+        Some(r) => r.clone(),
+        None => live,
+    };
+    let caller = Arc::new(Caller::new(transport, connections(&ctx), Some(store.clone()), RetryPolicy::default()));
+    let runner = Runner::new(plan.clone(), caller.clone(), Some(store.clone()), &connections(&ctx));
+    let input = EventInput {
+        id: args.event_id.map(str::to_string).unwrap_or_else(|| event_id(&body)),
+        kind: event_kind(&plan),
+        body,
+        received_at: chrono::Utc::now().to_rfc3339(),
+    };
+    let started = chrono::Utc::now().timestamp_millis();
+    let report = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt.block_on(runner.run(&input)),
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    history(store.as_ref(), &plan.trigger.describe(), started, &report);
+    if let (Some(path), Some(rec)) = (args.record, &recorder) {
+        match rec.save(path, &caller.redactor().secrets()) {
+            Ok(()) => eprintln!("recorded {} to {}", rec.cassette(&[]).interactions.len(), path.display()),
+            Err(e) => eprintln!("error: cannot write the cassette `{}`: {e}", path.display()),
+        }
+    }
+    let redactor = caller.redactor();
+    match args.format {
+        Format::Json => outln!("{}", redactor.redact(&super::pretty(&json_report(&report)))),
+        _ => {
+            for step in &report.steps {
+                let status = match step.status {
+                    StepStatus::Ok => "ok",
+                    StepStatus::Skipped => "skipped",
+                    StepStatus::Reused => "reused (already done for this event)",
+                    StepStatus::Failed => "FAILED",
+                };
+                outln!(
+                    "step {:<16} {status:<10} {} request(s), {} attempt(s), {} ms",
+                    step.id,
+                    step.requests.len(),
+                    step.attempts,
+                    step.duration_ms
+                );
+            }
+        }
+    }
+    if let Some(d) = &report.error {
+        eprintln!("{}", redactor.redact(&render::human(d, render::Human::plain())));
+    }
+    match report.status {
+        RunStatus::Succeeded => EXIT_OK,
+        RunStatus::Failed => EXIT_INVALID,
+    }
+}
+
+/// Run history: best effort (a full disk must not hide the run's own result).
+fn history(store: &dyn Store, trigger: &str, started: i64, report: &crate::engine::run::RunReport) {
+    use crate::store::{RunStatus as S, StepRecord, StepStatus as T};
+    let Ok(id) = store.start_run(&NewRun {
+        flow: report.flow.clone(),
+        event_id: report.event_id.clone(),
+        trigger: trigger.to_string(),
+        started_at_ms: started,
+    }) else {
+        return;
+    };
+    for step in &report.steps {
+        let record = StepRecord {
+            step: step.id.clone(),
+            item: None,
+            status: match step.status {
+                StepStatus::Ok => T::Ok,
+                StepStatus::Skipped => T::Skipped,
+                StepStatus::Reused => T::Reused,
+                StepStatus::Failed => T::Failed,
+            },
+            duration_ms: step.duration_ms,
+            http_status: None,
+            error: step.error.as_ref().map(|d| d.message.clone()),
+            attempts: step.attempts,
+        };
+        let _ = store.record_step(id, &record);
+    }
+    let status = match report.status {
+        RunStatus::Succeeded => S::Succeeded,
+        RunStatus::Failed => S::Failed,
+    };
+    let _ = store.finish_run(id, status, report.error.as_ref().map(|d| d.message.as_str()));
+}
+
+/// A stable id for an event given by hand: the same body is the same event (so a re-run is idempotent).
+fn event_id(body: &serde_json::Value) -> String {
+    // FNV-1a over the compact JSON text: stable across runs and Rust versions, unlike `DefaultHasher`.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in body.to_string().bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("manual-{hash:016x}")
+}
