@@ -23,9 +23,12 @@ use weft::validate::ProjectContext;
 
 const TOKEN: &str = "pit-test-7f3a9c1e5b2d4f60a8e1c3b5d7f9a0b2";
 
+/// One request as the server saw it: method, path, Authorization, Version, body.
+type SeenRequest = (String, String, Option<String>, Option<String>, Value);
+
 #[derive(Default)]
 struct Seen {
-    requests: Mutex<Vec<(String, String, Option<String>, Option<String>, Value)>>,
+    requests: Mutex<Vec<SeenRequest>>,
     note_failures_left: Mutex<u32>,
 }
 
