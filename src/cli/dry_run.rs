@@ -10,7 +10,7 @@ use super::{Format, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::diag::render;
 use crate::dsl::load;
 use crate::engine::plan::compile_flow;
-use crate::engine::run::{Direct, EventInput, RunReport, RunStatus, Runner, StepStatus};
+use crate::engine::run::{call_budget, Direct, EventInput, RunReport, RunStatus, Runner, StepStatus};
 use crate::transport::cassette::Cassette;
 use crate::transport::dry_run::DryRun;
 use crate::validate::{find_project, ProjectContext};
@@ -42,7 +42,8 @@ pub fn run(flow: &Path, event: &Path, cassette: Option<&Path>, format: Format) -
             return EXIT_USAGE;
         }
     };
-    let runner = Runner::new(plan.clone(), Arc::new(Direct(Arc::new(DryRun::new(cassette)))), None, &connections(&ctx));
+    let conns = connections(&ctx);
+    let runner = Runner::new(plan.clone(), Arc::new(Direct(Arc::new(DryRun::new(cassette)))), None, &conns);
     let input = EventInput {
         id: "dry-run".into(),
         kind: event_kind(&plan),
@@ -56,9 +57,30 @@ pub fn run(flow: &Path, event: &Path, cassette: Option<&Path>, format: Format) -
             return EXIT_USAGE;
         }
     };
+    let budget = call_budget(std::slice::from_ref(&report), &conns);
     match format {
-        Format::Json => outln!("{}", super::pretty(&json_report(&report))),
-        _ => out!("{}", human_report(&report)),
+        Format::Json => {
+            let mut doc = json_report(&report);
+            doc["call_budget"] = budget
+                .iter()
+                .map(|b| {
+                    serde_json::json!({
+                        "connection": b.connection,
+                        "calls": b.calls,
+                        "min_seconds": b.budget.as_ref().map(|x| x.duration.as_secs_f64()),
+                        "first_throttled_call": b.budget.as_ref().and_then(|x| x.first_throttled_call),
+                    })
+                })
+                .collect();
+            outln!("{}", super::pretty(&doc))
+        }
+        _ => {
+            out!("{}", human_report(&report));
+            outln!("call budget:");
+            for b in &budget {
+                outln!("  {b}");
+            }
+        }
     }
     if let Some(d) = &report.error {
         eprintln!("{}", render::human(d, render::Human::plain()));

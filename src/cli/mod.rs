@@ -20,6 +20,7 @@ macro_rules! out {
 
 mod catalog;
 mod dry_run;
+mod graph;
 mod map;
 mod run;
 mod test;
@@ -135,6 +136,8 @@ pub enum Command {
         /// Directories to search or case files. Default: `flows/`.
         paths: Vec<PathBuf>,
     },
+    /// Print a flow as a mermaid diagram (trigger, steps, conditions, data dependencies).
+    Graph { flow: PathBuf },
     /// Explain a diagnostic code, or list them all.
     Explain {
         /// A code such as `flow::call::unknown_operation`.
@@ -201,6 +204,7 @@ pub fn run(cli: Cli) -> i32 {
             EXIT_OK
         }
         Command::Catalog { connector, search, json } => catalog::run(connector.as_deref(), search.as_deref(), json),
+        Command::Graph { flow } => graph::run(&flow),
         Command::Explain { code, markdown } => explain(code.as_deref(), markdown),
         Command::DryRun { flow, event, cassette, format } => dry_run::run(&flow, &event, cassette.as_deref(), format),
         Command::Run { flow, event, event_id, state, format } => run::run(run::RunArgs {

@@ -23,6 +23,8 @@ pub struct CaseResult {
     pub name: String,
     pub problems: Vec<String>,
     pub requests: usize,
+    /// Calls per connection against its rate limit (`weft test` prints a warning when one would be throttled).
+    pub budget: Vec<crate::engine::run::ConnectionBudget>,
 }
 
 pub fn run(paths: &[PathBuf]) -> i32 {
@@ -153,6 +155,7 @@ async fn run_case(path: &Path, plans: &mut Plans) -> CaseResult {
         name: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
         problems: Vec::new(),
         requests: 0,
+        budget: Vec::new(),
     };
     let case = match read_case(path) {
         Ok(c) => c,
@@ -206,8 +209,8 @@ async fn run_case(path: &Path, plans: &mut Plans) -> CaseResult {
             return result;
         }
     };
-    let runner =
-        Runner::new(plan.clone(), Arc::new(Direct(Arc::new(Replay::new(cassette)))), Some(store), &connections(&ctx));
+    let conns = connections(&ctx);
+    let runner = Runner::new(plan.clone(), Arc::new(Direct(Arc::new(Replay::new(cassette)))), Some(store), &conns);
     let input = EventInput {
         id: case.event_id.clone().unwrap_or_else(|| "evt_test_0001".into()),
         kind: event_kind(&plan),
@@ -219,6 +222,7 @@ async fn run_case(path: &Path, plans: &mut Plans) -> CaseResult {
         reports.push(runner.run(&input).await);
     }
     result.requests = reports.iter().flat_map(|r| &r.steps).map(|s| s.requests.len()).sum();
+    result.budget = crate::engine::run::call_budget(&reports, &conns);
     result.problems = check(&case.expect, &reports);
     if !result.problems.is_empty() {
         if let Some(d) = reports.last().and_then(|r| r.error.as_ref()) {

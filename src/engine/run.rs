@@ -413,3 +413,44 @@ fn mapping_span(m: &Mapping) -> Option<crate::source::Span> {
         _ => None,
     }
 }
+
+/// Calls per connection in a run, and what they cost against the connection's rate limit on a simulated
+/// clock: how long they take at least, and which call would get a 429 if sent at full speed.
+pub fn call_budget(
+    reports: &[RunReport],
+    connections: &indexmap::IndexMap<String, super::connection::ConnectionRuntime>,
+) -> Vec<ConnectionBudget> {
+    let mut counts: indexmap::IndexMap<String, usize> = indexmap::IndexMap::new();
+    for r in reports.iter().flat_map(|r| &r.steps).flat_map(|s| &s.requests) {
+        *counts.entry(r.connection.clone()).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(connection, calls)| {
+            let limit = connections.get(&connection).and_then(|c| c.rate_limit.clone());
+            let budget = limit.as_ref().map(|l| super::ratelimit::simulate(l, calls));
+            ConnectionBudget { connection, calls, limit, budget }
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct ConnectionBudget {
+    pub connection: String,
+    pub calls: usize,
+    pub limit: Option<crate::catalog::manifest::RateLimit>,
+    pub budget: Option<super::ratelimit::Budget>,
+}
+
+impl std::fmt::Display for ConnectionBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.limit, &self.budget) {
+            (Some(l), Some(b)) => write!(
+                f,
+                "{}: {} call(s) against {} per {} s: {b}",
+                self.connection, self.calls, l.requests, l.per_seconds
+            ),
+            _ => write!(f, "{}: {} call(s), no declared rate limit", self.connection, self.calls),
+        }
+    }
+}
