@@ -52,6 +52,20 @@ impl Connector {
     pub fn operations(&self) -> impl Iterator<Item = &Operation> {
         self.apis.values().flatten()
     }
+
+    /// The pagination rule that applies to an operation: the first whose query parameters it declares.
+    pub fn pagination_for(&self, op: &Operation) -> Option<&manifest::Pagination> {
+        use manifest::PaginationStyle as S;
+        let has = |name: &str| op.param(ParamIn::Query, name).is_some();
+        self.manifest.pagination.iter().find(|rule| {
+            has(&rule.limit)
+                && match rule.style {
+                    S::Offset => rule.offset.as_deref().is_some_and(has),
+                    S::Page => rule.page.as_deref().is_some_and(has),
+                    S::Cursor => rule.cursor.first().is_some_and(|c| has(c)),
+                }
+        })
+    }
 }
 
 /// What a `call: connection.api.op` names, or why it names nothing.

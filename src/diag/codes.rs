@@ -84,6 +84,8 @@ codes! {
         "Use an operation listed by `weft catalog CONNECTOR --search TEXT`.";
     FLOW_CALL_AMBIGUOUS = "flow::call::ambiguous_operation", "The operation id is used by several operations.",
         "Address the operation by method and path, e.g. `ghl.payments.POST:/payments/custom-provider/provider`.";
+    FLOW_CALL_NOT_PAGINATED = "flow::call::not_paginated", "`paginate` on an operation that has no pagination rule.",
+        "Remove `paginate`, or call a list operation; `weft catalog CONNECTOR` shows the list operations.";
     FLOW_REQUEST_UNKNOWN_PATH_PARAM = "flow::request::unknown_path_param", "The operation's path has no such parameter.",
         "Bind only the `{params}` that appear in the operation's path.";
     FLOW_REQUEST_MISSING_PATH_PARAM = "flow::request::missing_path_param", "A path parameter is not bound.",

@@ -142,6 +142,10 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 16))]
     pub concurrency: Option<u32>,
+    /// Follow the connector's pagination rule and collect every page's items: the step's output is
+    /// `{items: [...], pages: N}`. Only for list operations the connector declares a rule for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paginate: Option<Paginate>,
     /// A pure mapping step: its output is this value, mapped. No call is made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set: Option<Value>,
@@ -149,6 +153,16 @@ pub struct Step {
     /// run as successful, or `continue` with the next step (the output is the error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_error: Option<OnError>,
+}
+
+/// How far to page.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Paginate {
+    /// Stop after this many pages (default 50), so a runaway list cannot exhaust a rate limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_pages: Option<u32>,
 }
 
 /// What a failed step does to the run.

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::catalog::manifest::Pagination;
 use crate::catalog::Operation;
 use crate::diag::{codes, Diagnostic};
 use crate::dsl::flow::{Flow, OnError};
@@ -70,6 +71,8 @@ pub struct CallPlan {
     pub query: Vec<(String, Mapping)>,
     pub headers: Vec<(String, Mapping)>,
     pub body: Option<Mapping>,
+    /// With `paginate:`: the connector's rule and the page cap.
+    pub pagination: Option<(Pagination, u32)>,
     /// The `call:` value.
     pub span: Span,
 }
@@ -114,7 +117,13 @@ pub fn compile_flow(file: &SourceFile, ctx: &ProjectContext) -> Result<Plan, Vec
             (_, Some(set)) => Action::Set(compile(set, &mut templates).map_err(fail)?),
             (Some(call), None) => {
                 let call_span = node.get("call").map_or(span, |n| n.span);
-                Action::Call(compile_call(call, call_span, node, ctx, &mut templates).map_err(fail)?)
+                let mut plan = compile_call(call, call_span, node, ctx, &mut templates).map_err(fail)?;
+                if let Some(p) = &step.paginate {
+                    let rule =
+                        ctx.catalog.connector(&plan.op.connector).and_then(|c| c.pagination_for(&plan.op)).cloned();
+                    plan.pagination = rule.map(|r| (r, p.max_pages.unwrap_or(50)));
+                }
+                Action::Call(plan)
             }
             (None, None) => unreachable_step(&step.id, span).map_err(fail)?,
         };
@@ -168,6 +177,7 @@ fn compile_call(
         query: fields("query", templates)?,
         headers: fields("headers", templates)?,
         body: node.get("body").map(|b| compile(b, templates)).transpose()?,
+        pagination: None,
         op: operation,
         span,
     })

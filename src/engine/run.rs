@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::plan::{Action, CallPlan, Plan, StepPlan};
 pub use super::sender::{Direct, SendError, Sender, Sent};
+use crate::catalog::manifest::{Pagination, PaginationStyle};
 use crate::diag::{codes, Diagnostic};
 use crate::dsl::flow::OnError;
 use crate::mapping::{Context, Evaluator, MapError, Mapping};
@@ -278,6 +279,9 @@ impl Runner {
             requests: Vec::new(),
             attempts: 0,
         })?;
+        if let Some((rule, max_pages)) = &call.pagination {
+            return self.pages(step, call, req, rule, *max_pages).await;
+        }
         let key = EffectKey { flow: self.plan.name.clone(), event_id: event.id.clone(), step: step.id.clone(), item };
         if req.is_write() {
             if let Some(store) = &self.store {
@@ -301,21 +305,107 @@ impl Runner {
                 }
                 Ok(ItemDone { output, requests: vec![req], attempts: sent.attempts, reused: false })
             }
-            Err(e) => {
-                let mut message = format!("step `{}`: {}", step.id, e.message);
-                if let Some(body) = &e.body {
-                    let text = body.to_string();
-                    let shown: String = text.chars().take(600).collect();
-                    message.push_str(&format!("\nupstream said: {shown}"));
+            Err(e) => Err(self.send_failure(step, call, e, vec![req])),
+        }
+    }
+
+    /// A failed call as a diagnostic at the step's `call:`, with the upstream status and error body.
+    fn send_failure(&self, step: &StepPlan, call: &CallPlan, e: SendError, requests: Vec<RequestSpec>) -> ItemFailure {
+        let mut message = format!("step `{}`: {}", step.id, e.message);
+        if let Some(body) = &e.body {
+            let text = body.to_string();
+            let shown: String = text.chars().take(600).collect();
+            message.push_str(&format!("\nupstream said: {shown}"));
+        }
+        let label = match e.status {
+            Some(s) => format!("{} answered {s}", call.op.display_name()),
+            None => "no response".to_string(),
+        };
+        let d = Diagnostic::error(e.code, message).label(call.span, label).help(e.code.help).in_file(&self.plan.file);
+        ItemFailure { diagnostic: d, requests, attempts: e.attempts }
+    }
+
+    /// `paginate:`: follow the connector's rule, collecting every page's items into `{items, pages}`.
+    async fn pages(
+        &self,
+        step: &StepPlan,
+        call: &CallPlan,
+        first: RequestSpec,
+        rule: &Pagination,
+        max_pages: u32,
+    ) -> Result<ItemDone, ItemFailure> {
+        let mut req = first;
+        let limit =
+            query_number(&req, &rule.limit).unwrap_or(u64::from(rule.max_limit)).clamp(1, u64::from(rule.max_limit));
+        set_query(&mut req, &rule.limit, limit.to_string());
+        let mut position = match rule.style {
+            PaginationStyle::Offset => rule.offset.as_deref().and_then(|o| query_number(&req, o)).unwrap_or(0),
+            PaginationStyle::Page => rule.page.as_deref().and_then(|p| query_number(&req, p)).unwrap_or(1),
+            PaginationStyle::Cursor => 0,
+        };
+        let items_path = serde_json_path::JsonPath::parse(&rule.items).ok();
+        let next_path = rule.next.as_deref().and_then(|n| serde_json_path::JsonPath::parse(n).ok());
+        let (mut items, mut requests, mut attempts) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..max_pages {
+            match rule.style {
+                PaginationStyle::Offset => {
+                    set_query(&mut req, rule.offset.as_deref().unwrap_or("offset"), position.to_string())
                 }
-                let label = match e.status {
-                    Some(s) => format!("{} answered {s}", call.op.display_name()),
-                    None => "no response".to_string(),
-                };
-                let d = Diagnostic::error(e.code, message).label(call.span, label).help(e.code.help).in_file(file);
-                Err(ItemFailure { diagnostic: d, requests: vec![req], attempts: e.attempts })
+                PaginationStyle::Page => {
+                    set_query(&mut req, rule.page.as_deref().unwrap_or("page"), position.to_string())
+                }
+                PaginationStyle::Cursor => {}
+            }
+            let sent = match self.sender.send(&req, None).await {
+                Ok(sent) => sent,
+                Err(e) => {
+                    requests.push(req);
+                    return Err(self.send_failure(step, call, e, requests));
+                }
+            };
+            attempts += sent.attempts;
+            requests.push(req.clone());
+            let body = sent.response.body;
+            // A bare array is the page; otherwise the first list the rule's `items` path selects.
+            let page: Vec<Value> = match &body {
+                Value::Array(a) => a.clone(),
+                _ => items_path
+                    .as_ref()
+                    .and_then(|p| p.query(&body).all().into_iter().find_map(|v| v.as_array().cloned()))
+                    .unwrap_or_default(),
+            };
+            let count = page.len() as u64;
+            items.extend(page);
+            if count < limit {
+                break;
+            }
+            let next = next_path.as_ref().and_then(|p| p.query(&body).first().cloned());
+            match rule.style {
+                PaginationStyle::Offset => position += count,
+                PaginationStyle::Page => {
+                    if next.as_ref().is_some_and(Value::is_null) {
+                        break;
+                    }
+                    position += 1;
+                }
+                PaginationStyle::Cursor => {
+                    // The next page starts after the values the response names (e.g. GHL's meta.startAfter).
+                    let Some(next) = next.filter(Value::is_object) else { break };
+                    let mut advanced = false;
+                    for param in &rule.cursor {
+                        if let Some(v) = next.get(param).and_then(|v| scalar_text(v)) {
+                            set_query(&mut req, param, v);
+                            advanced = true;
+                        }
+                    }
+                    if !advanced {
+                        break;
+                    }
+                }
             }
         }
+        let pages = requests.len();
+        Ok(ItemDone { output: serde_json::json!({"items": items, "pages": pages}), requests, attempts, reused: false })
     }
 
     /// Evaluate a call's mappings into a template-free request.
@@ -384,6 +474,17 @@ pub fn idempotency_key(key: &EffectKey) -> String {
         None => format!("weft-{}-{}-{}", key.flow, key.event_id, key.step),
     };
     raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+fn query_number(req: &RequestSpec, name: &str) -> Option<u64> {
+    req.query.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.parse().ok())
+}
+
+fn set_query(req: &mut RequestSpec, name: &str, value: String) {
+    match req.query.iter_mut().find(|(k, _)| k == name) {
+        Some(pair) => pair.1 = value,
+        None => req.query.push((name.to_string(), value)),
+    }
 }
 
 fn scalar_text(v: &Value) -> Option<String> {

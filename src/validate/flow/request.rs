@@ -14,6 +14,23 @@ use crate::source::Span;
 
 impl<'a> Checker<'a> {
     pub(super) fn request(&mut self, step: &Step, op: &'a Operation, base: &str, call_span: Span) {
+        if step.paginate.is_some() {
+            let paginated = self.ctx.catalog.connector(&op.connector).and_then(|c| c.pagination_for(op)).is_some();
+            if !paginated {
+                let span = self.key_span(&format!("{base}/paginate"));
+                self.sink
+                    .error(
+                        codes::FLOW_CALL_NOT_PAGINATED,
+                        span,
+                        format!("`{}` has no pagination rule", op.display_name()),
+                        "nothing to page",
+                    )
+                    .help = Some(format!(
+                    "`{} {}` does not take the connector's page parameters; remove `paginate`",
+                    op.method, op.path
+                ));
+            }
+        }
         let bound: Vec<String> = step.path.as_ref().map(|m| m.keys().cloned().collect()).unwrap_or_default();
         self.check_path_params(op, bound, &format!("{base}/path"), call_span);
         if let Some(q) = &step.query {
