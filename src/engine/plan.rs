@@ -60,7 +60,7 @@ pub struct StepPlan {
 #[derive(Debug)]
 pub enum Action {
     Set(Mapping),
-    Call(CallPlan),
+    Call(Box<CallPlan>),
 }
 
 #[derive(Debug)]
@@ -123,7 +123,7 @@ pub fn compile_flow(file: &SourceFile, ctx: &ProjectContext) -> Result<Plan, Vec
                         ctx.catalog.connector(&plan.op.connector).and_then(|c| c.pagination_for(&plan.op)).cloned();
                     plan.pagination = rule.map(|r| (r, p.max_pages.unwrap_or(50)));
                 }
-                Action::Call(plan)
+                Action::Call(Box::new(plan))
             }
             (None, None) => unreachable_step(&step.id, span).map_err(fail)?,
         };

@@ -393,7 +393,7 @@ impl Runner {
                     let Some(next) = next.filter(Value::is_object) else { break };
                     let mut advanced = false;
                     for param in &rule.cursor {
-                        if let Some(v) = next.get(param).and_then(|v| scalar_text(v)) {
+                        if let Some(v) = next.get(param).and_then(scalar_text) {
                             set_query(&mut req, param, v);
                             advanced = true;
                         }
