@@ -205,8 +205,18 @@ impl<'a> Checker<'a> {
                         }
                     }
                 }
-                let missing: Vec<&String> =
-                    shape.required.iter().filter(|req| !entries.iter().any(|e| &e.key == *req)).collect();
+                // A misspelt field is reported once, as unknown with a did-you-mean, not also as missing.
+                let misspelt = |req: &str| {
+                    entries.iter().any(|e| {
+                        !shape.properties.contains_key(&e.key)
+                            && crate::diag::did_you_mean(&e.key, [req]).first() == Some(&req)
+                    })
+                };
+                let missing: Vec<&String> = shape
+                    .required
+                    .iter()
+                    .filter(|req| !entries.iter().any(|e| &e.key == *req) && !misspelt(req))
+                    .collect();
                 if !missing.is_empty() {
                     // One diagnostic for all of them, on the key that holds the mapping.
                     let names: Vec<String> = missing.iter().map(|r| format!("`{r}`")).collect();
