@@ -39,7 +39,7 @@ fn flow(dir: &Path, body: &str) -> PathBuf {
 fn a_project_connector_validates_flows_without_a_recompile() {
     let dir = project("ok", MANIFEST);
     let ok = flow(&dir, "{ name: widget, size: 3 }");
-    let report = validate_paths(&[ok.clone()]);
+    let report = validate_paths(std::slice::from_ref(&ok));
     assert_eq!(
         report.diagnostics.len(),
         0,
