@@ -1,0 +1,3 @@
+//! `weft serve`: webhooks in, verified, persisted, run.
+
+pub mod signature;
