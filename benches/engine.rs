@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use weft::engine::connection::ConnectionRuntime;
 use weft::engine::plan::compile_flow;
 use weft::engine::run::{Direct, EventInput, RunStatus, Runner};
 use weft::source::SourceFile;
@@ -27,16 +26,7 @@ fn bench(c: &mut Criterion) {
     let cassette = Cassette::from_value(case["cassette"].clone()).expect("cassette");
     let body: serde_json::Value =
         serde_json::from_str(include_str!("../flows/razorpay/tests/events/payment.captured.json")).expect("event");
-    let connections = ctx
-        .connections
-        .iter()
-        .filter_map(|(n, i)| {
-            Some((
-                n.clone(),
-                ConnectionRuntime::build(n, i.config.as_ref(), &i.connector, &ctx.catalog, std::path::Path::new("."))?,
-            ))
-        })
-        .collect();
+    let connections = weft::engine::connection::from_project(&ctx);
     let event =
         EventInput { id: "evt_bench".into(), body, kind: "payment.captured".into(), received_at: String::new() };
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::engine::run::{RunReport, RunStatus, StepStatus};
+use crate::engine::run::{RunReport, RunStatus};
 use crate::transport::RequestSpec;
 
 /// One test case of a flow.
@@ -132,12 +132,7 @@ pub fn check(expect: &Expect, reports: &[RunReport]) -> Vec<String> {
         match last.steps.iter().find(|s| &s.id == id) {
             None => problems.push(format!("step `{id}`: expected {want}, but it did not run")),
             Some(s) => {
-                let actual = match s.status {
-                    StepStatus::Ok => "ok",
-                    StepStatus::Skipped => "skipped",
-                    StepStatus::Reused => "reused",
-                    StepStatus::Failed => "failed",
-                };
+                let actual = s.status.as_str();
                 if actual != want {
                     problems.push(format!("step `{id}`: expected {want}, got {actual}"));
                 }

@@ -41,22 +41,7 @@ async fn pages_until_a_short_page_and_collects_items() {
     let cassette =
         Cassette::from_value(json!([page(0, &["pay_1", "pay_2"]), page(2, &["pay_3", "pay_4"]), page(4, &["pay_5"])]))
             .unwrap();
-    let conns = ctx
-        .connections
-        .iter()
-        .filter_map(|(n, i)| {
-            Some((
-                n.clone(),
-                weft::engine::connection::ConnectionRuntime::build(
-                    n,
-                    i.config.as_ref(),
-                    &i.connector,
-                    &ctx.catalog,
-                    std::path::Path::new("."),
-                )?,
-            ))
-        })
-        .collect();
+    let conns = weft::engine::connection::from_project(&ctx);
     let runner = Runner::new(plan, Arc::new(Direct(Arc::new(Replay::new(cassette)))), None, &conns);
     let report = runner
         .run(&EventInput { id: "e".into(), body: json!({}), kind: "manual".into(), received_at: String::new() })

@@ -92,21 +92,7 @@ fn project(base_url: &str) -> ProjectContext {
 }
 
 fn connections(ctx: &ProjectContext) -> indexmap::IndexMap<String, weft::engine::connection::ConnectionRuntime> {
-    ctx.connections
-        .iter()
-        .filter_map(|(n, i)| {
-            Some((
-                n.clone(),
-                weft::engine::connection::ConnectionRuntime::build(
-                    n,
-                    i.config.as_ref(),
-                    &i.connector,
-                    &ctx.catalog,
-                    std::path::Path::new("."),
-                )?,
-            ))
-        })
-        .collect()
+    weft::engine::connection::from_project(&ctx)
 }
 
 fn temp_db(name: &str) -> std::path::PathBuf {

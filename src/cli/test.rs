@@ -234,16 +234,7 @@ async fn run_case(path: &Path, plans: &mut Plans) -> CaseResult {
 
 /// The runtime view of every connection of a project.
 pub fn connections(ctx: &ProjectContext) -> indexmap::IndexMap<String, ConnectionRuntime> {
-    let base = ctx.file.as_ref().and_then(|f| f.path().parent().map(Path::to_path_buf)).unwrap_or_default();
-    ctx.connections
-        .iter()
-        .filter_map(|(name, info)| {
-            Some((
-                name.clone(),
-                ConnectionRuntime::build(name, info.config.as_ref(), &info.connector, &ctx.catalog, &base)?,
-            ))
-        })
-        .collect()
+    crate::engine::connection::from_project(ctx)
 }
 
 pub fn event_kind(plan: &Plan) -> String {

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use indexmap::IndexMap;
+
 use crate::catalog::manifest::{AuthScheme, RateLimit};
 use crate::catalog::Catalog;
 use crate::dsl::project::{Connection, ConnectionAuth};
@@ -30,6 +32,21 @@ pub struct ConnectionRuntime {
     pub location_id: Option<String>,
     /// Where `file:` secrets are relative to (the directory of weft.yaml).
     pub base_dir: PathBuf,
+}
+
+/// The runtime view of every connection of a project (connections whose connector is unknown are left out:
+/// validation reports them).
+pub fn from_project(ctx: &crate::validate::ProjectContext) -> IndexMap<String, ConnectionRuntime> {
+    let base = ctx.file.as_ref().and_then(|f| f.path().parent().map(Path::to_path_buf)).unwrap_or_default();
+    ctx.connections
+        .iter()
+        .filter_map(|(name, info)| {
+            Some((
+                name.clone(),
+                ConnectionRuntime::build(name, info.config.as_ref(), &info.connector, &ctx.catalog, &base)?,
+            ))
+        })
+        .collect()
 }
 
 impl ConnectionRuntime {

@@ -40,6 +40,18 @@ pub enum StepStatus {
     Failed,
 }
 
+impl StepStatus {
+    /// The word test cases and reports use: `ok`, `skipped`, `reused`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Ok => "ok",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Reused => "reused",
+            StepStatus::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RunStatus {
