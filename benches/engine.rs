@@ -1,5 +1,5 @@
 //! `cargo bench --bench engine`: the engine's per-step overhead — render the request, send it through a
-//! Replay transport (no network), record the output — on the shipped Razorpay flow (3 call steps).
+//! Replay transport (no network), record the output — on a fixed copy of the Razorpay flow (3 call steps).
 //! Target (issue 4): ≤ 20 µs per step. Criterion reports time per element = per step.
 
 use std::sync::Arc;
@@ -14,18 +14,18 @@ use weft::validate::ProjectContext;
 
 fn bench(c: &mut Criterion) {
     let ctx = ProjectContext::from_source(&SourceFile::new("weft.yaml", include_str!("data/weft.yaml")));
-    let flow = SourceFile::new("payment-captured.yaml", include_str!("../flows/razorpay/payment-captured.yaml"));
+    let flow = SourceFile::new("payment-captured.yaml", include_str!("../tests/fixtures/payment-captured.flow.yaml"));
     let plan = Arc::new(compile_flow(&flow, &ctx).expect("flow compiles"));
-    let case: serde_json::Value = weft::dsl::yaml::parse(&SourceFile::new(
-        "case.yaml",
-        include_str!("../flows/razorpay/tests/payment-captured.yaml"),
+    let cassette = weft::dsl::yaml::parse(&SourceFile::new(
+        "c.yaml",
+        include_str!("../tests/fixtures/payment-captured.cassette.yaml"),
     ))
-    .expect("case parses")
-    .expect("case is not empty")
+    .expect("cassette parses")
+    .expect("cassette is not empty")
     .to_json();
-    let cassette = Cassette::from_value(case["cassette"].clone()).expect("cassette");
+    let cassette = Cassette::from_value(cassette).expect("cassette");
     let body: serde_json::Value =
-        serde_json::from_str(include_str!("../flows/razorpay/tests/events/payment.captured.json")).expect("event");
+        serde_json::from_str(include_str!("../tests/fixtures/payment.captured.json")).expect("event");
     let connections = weft::engine::connection::from_project(&ctx);
     let event =
         EventInput { id: "evt_bench".into(), body, kind: "payment.captured".into(), received_at: String::new() };

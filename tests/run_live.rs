@@ -92,7 +92,7 @@ fn project(base_url: &str) -> ProjectContext {
 }
 
 fn connections(ctx: &ProjectContext) -> indexmap::IndexMap<String, weft::engine::connection::ConnectionRuntime> {
-    weft::engine::connection::from_project(&ctx)
+    weft::engine::connection::from_project(ctx)
 }
 
 fn temp_db(name: &str) -> std::path::PathBuf {
@@ -108,10 +108,8 @@ async fn runs_against_a_real_server_retries_and_never_repeats_a_write() {
     let seen = Arc::new(Seen { note_failures_left: Mutex::new(1), ..Seen::default() });
     let base = start(seen.clone()).await;
     let ctx = project(&base);
-    let flow = SourceFile::new(
-        "payment-captured.yaml",
-        std::fs::read_to_string("flows/razorpay/payment-captured.yaml").unwrap(),
-    );
+    let flow =
+        SourceFile::new("payment-captured.yaml", include_str!("fixtures/payment-captured.flow.yaml").to_string());
     let plan = Arc::new(compile_flow(&flow, &ctx).expect("the shipped flow compiles"));
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&temp_db("idem")).unwrap());
     let live: Arc<dyn Transport> = Arc::new(Live::new().unwrap());
@@ -119,9 +117,7 @@ async fn runs_against_a_real_server_retries_and_never_repeats_a_write() {
     let policy = RetryPolicy { base: std::time::Duration::from_millis(5), ..RetryPolicy::default() };
     let caller = Arc::new(Caller::new(recorder.clone(), connections(&ctx), Some(store.clone()), policy));
     let runner = Runner::new(plan, caller.clone(), Some(store.clone()), &connections(&ctx));
-    let body: Value =
-        serde_json::from_str(&std::fs::read_to_string("flows/razorpay/tests/events/payment.captured.json").unwrap())
-            .unwrap();
+    let body: Value = serde_json::from_str(include_str!("fixtures/payment.captured.json")).unwrap();
     let event = EventInput {
         id: "evt_2Xw3J5n3Xh7E0o".into(),
         body,
@@ -182,16 +178,12 @@ async fn a_missing_secret_names_the_connection_and_variable_at_the_step() {
     let base = start(seen.clone()).await;
     let text = format!("connections:\n  ghl:\n    connector: ghl\n    base_url: {base}\n    auth: {{ token: {{ env: WEFT_TEST_SURELY_UNSET_TOKEN }} }}\n    location_id: ve9EPM428h8vShlRW1KT\n  razorpay:\n    connector: razorpay\n    auth: {{ username: {{ env: X_ID }}, password: {{ env: X_SECRET }} }}\n");
     let ctx = ProjectContext::from_source(&SourceFile::new("weft.yaml", text));
-    let flow = SourceFile::new(
-        "payment-captured.yaml",
-        std::fs::read_to_string("flows/razorpay/payment-captured.yaml").unwrap(),
-    );
+    let flow =
+        SourceFile::new("payment-captured.yaml", include_str!("fixtures/payment-captured.flow.yaml").to_string());
     let plan = Arc::new(compile_flow(&flow, &ctx).unwrap());
     let caller = Arc::new(Caller::new(Arc::new(Live::new().unwrap()), connections(&ctx), None, RetryPolicy::default()));
     let runner = Runner::new(plan, caller, None, &connections(&ctx));
-    let body: Value =
-        serde_json::from_str(&std::fs::read_to_string("flows/razorpay/tests/events/payment.captured.json").unwrap())
-            .unwrap();
+    let body: Value = serde_json::from_str(include_str!("fixtures/payment.captured.json")).unwrap();
     let report = runner
         .run(&EventInput { id: "e1".into(), body, kind: "payment.captured".into(), received_at: String::new() })
         .await;
