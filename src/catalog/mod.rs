@@ -46,6 +46,8 @@ pub struct Connector {
     pub events: IndexMap<String, EventDef>,
     /// Every scope the connector's table knows (empty when it has no scope table).
     pub known_scopes: Vec<String>,
+    /// The PEM public key webhooks are verified with (rsa-sha256 signatures).
+    pub webhook_public_key: Option<String>,
 }
 
 impl Connector {
@@ -261,5 +263,17 @@ fn load_connector(files: &dyn Files, origin: &str) -> Result<Connector, Vec<Diag
         }
     }
 
-    Ok(Connector { name, origin: origin.to_string(), known_scopes: scope_table.names(), manifest, apis, events })
+    let webhook_public_key = match manifest.webhooks.as_ref().and_then(|w| w.signature.public_key.as_ref()) {
+        Some(rel) => Some(String::from_utf8_lossy(&files.read(rel).map_err(fail)?.1).into_owned()),
+        None => None,
+    };
+    Ok(Connector {
+        name,
+        origin: origin.to_string(),
+        known_scopes: scope_table.names(),
+        webhook_public_key,
+        manifest,
+        apis,
+        events,
+    })
 }

@@ -23,6 +23,7 @@ mod dry_run;
 mod graph;
 mod map;
 mod run;
+mod serve;
 mod test;
 mod validate;
 
@@ -126,6 +127,19 @@ pub enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// Receive webhooks (signatures verified, events persisted before 2xx) and run the matching flows.
+    Serve {
+        /// Flow files or directories (default `flows/`).
+        paths: Vec<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Workers running queued events concurrently.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// The state database (default: `.weft/state.db` beside weft.yaml).
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Validate, then run every test case: the check CI runs on a project.
     Check {
         /// Default: `flows/`.
@@ -223,6 +237,10 @@ pub fn run(cli: Cli) -> i32 {
             record: Some(&cassette),
             format: Format::Human,
         }),
+        Command::Serve { paths, listen, workers, state } => {
+            let paths = if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths };
+            serve::run(&paths, listen, workers, state.as_deref())
+        }
         Command::Check { paths } => {
             let paths = if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths };
             let color = use_color(std::io::stderr().is_terminal());

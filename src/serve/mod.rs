@@ -1,3 +1,363 @@
-//! `weft serve`: webhooks in, verified, persisted, run.
+//! `weft serve`: webhooks in, verified, persisted before answering, then run by workers.
+//!
+//! `POST /hooks/{connection}` checks the connector's signature scheme on the raw body, reads the event's
+//! type and id, and inserts it into the durable queue (deduplicated on connection + event id) *before*
+//! answering 2xx, so an accepted event survives a crash. Workers claim queued events, run every flow whose
+//! webhook trigger matches, and mark the event done, or failed with a retry time, or dead after the last
+//! attempt. `GET /healthz` and `GET /metrics` (Prometheus) report on it.
 
+pub mod metrics;
 pub mod signature;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use crate::diag::{render, Diagnostic};
+use crate::engine::call::Caller;
+use crate::engine::connection::from_project;
+use crate::engine::plan::{compile_flow, TriggerPlan};
+use crate::engine::retry::RetryPolicy;
+use crate::engine::run::{EventInput, RunStatus, Runner};
+use crate::store::{AfterFailure, Enqueued, NewEvent, RetryPolicy as QueueRetry, Store};
+use crate::transport::live::Live;
+use crate::validate::ProjectContext;
+use metrics::Metrics;
+use signature::{Delivery, Verifier};
+
+/// How long a worker owns a claimed event before another may take it over.
+const LEASE: Duration = Duration::from_secs(300);
+
+/// What the server needs, built once at start-up.
+pub struct Service {
+    store: Arc<dyn Store>,
+    /// Connection → how its deliveries are checked and read.
+    inbound: HashMap<String, Inbound>,
+    /// (connection, event) → the flows it triggers.
+    routes: HashMap<(String, String), Vec<Arc<Runner>>>,
+    queue_retry: QueueRetry,
+    pub metrics: Metrics,
+    wake: tokio::sync::Notify,
+}
+
+struct Inbound {
+    verifier: Verifier,
+    event_type_path: Option<serde_json_path::JsonPath>,
+    event_id_header: Option<String>,
+    event_id_path: Option<serde_json_path::JsonPath>,
+}
+
+impl Service {
+    /// Compile every webhook flow under `flows` and prepare each connection's verifier. Invalid flows stop
+    /// start-up with their diagnostics: a server never runs a flow that does not validate.
+    pub fn build(ctx: &ProjectContext, flows: &[PathBuf], store: Arc<dyn Store>) -> Result<Service, Vec<Diagnostic>> {
+        let connections = from_project(ctx);
+        let live =
+            Live::new().map_err(|e| vec![Diagnostic::error(crate::diag::codes::RUN_HTTP_TRANSPORT, e.to_string())])?;
+        let caller =
+            Arc::new(Caller::new(Arc::new(live), connections.clone(), Some(store.clone()), RetryPolicy::default()));
+        let mut routes: HashMap<(String, String), Vec<Arc<Runner>>> = HashMap::new();
+        let mut problems = Vec::new();
+        for path in flow_files(flows) {
+            let file = match crate::dsl::load::read(&path) {
+                Ok(f) => f,
+                Err(d) => {
+                    problems.push(d);
+                    continue;
+                }
+            };
+            match compile_flow(&file, ctx) {
+                Ok(plan) => {
+                    if let TriggerPlan::Webhook { connection, event } = plan.trigger.clone() {
+                        let runner = Runner::new(Arc::new(plan), caller.clone(), Some(store.clone()), &connections);
+                        routes.entry((connection, event)).or_default().push(Arc::new(runner));
+                    }
+                }
+                Err(d) => problems.extend(d.into_iter().filter(Diagnostic::is_error)),
+            }
+        }
+        let mut inbound = HashMap::new();
+        for (name, info) in &ctx.connections {
+            let Some(connector) = ctx.catalog.connector(&info.connector) else { continue };
+            let Some(hooks) = &connector.manifest.webhooks else { continue };
+            let secret = match info.config.as_ref().and_then(|c| c.webhook_secret.as_ref()) {
+                Some(r) => {
+                    let base =
+                        ctx.file.as_ref().and_then(|f| f.path().parent().map(Path::to_path_buf)).unwrap_or_default();
+                    match crate::engine::secrets::resolve(name, "webhook_secret", r, &base) {
+                        Ok(s) => Some(s),
+                        Err(e) => {
+                            problems.push(Diagnostic::error(crate::diag::codes::RUN_SECRET_MISSING, e.to_string()));
+                            continue;
+                        }
+                    }
+                }
+                None => None,
+            };
+            let verifier = match Verifier::new(&hooks.signature, secret, connector.webhook_public_key.as_deref()) {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(Diagnostic::error(
+                        crate::diag::codes::RUN_SECRET_MISSING,
+                        format!("connection `{name}`: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            let path = |p: &Option<String>| p.as_deref().and_then(|p| serde_json_path::JsonPath::parse(p).ok());
+            inbound.insert(
+                name.clone(),
+                Inbound {
+                    verifier,
+                    event_type_path: path(&hooks.event_type),
+                    event_id_header: hooks.event_id.as_ref().and_then(|e| e.header.clone()),
+                    event_id_path: path(&hooks.event_id.as_ref().and_then(|e| e.path.clone())),
+                },
+            );
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        Ok(Service {
+            store,
+            inbound,
+            routes,
+            queue_retry: QueueRetry::default(),
+            metrics: Metrics::default(),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/hooks/{connection}", post(receive))
+            .route("/healthz", get(|| async { "ok" }))
+            .route("/metrics", get(metrics_text))
+            .with_state(self.clone())
+    }
+
+    /// Persist one delivery. Answers before any flow runs; a duplicate is acknowledged, not queued again.
+    pub fn ingest(
+        &self,
+        connection: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<(StatusCode, Value), (StatusCode, String)> {
+        let reject = |status: StatusCode, msg: String| {
+            self.metrics.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err((status, msg))
+        };
+        let Some(inbound) = self.inbound.get(connection) else {
+            return reject(StatusCode::NOT_FOUND, format!("no webhook connection `{connection}`"));
+        };
+        if let Err(e) = inbound.verifier.verify(&Delivery { headers, body }, chrono::Utc::now()) {
+            return reject(StatusCode::UNAUTHORIZED, format!("signature check failed: {e}"));
+        }
+        let payload: Value = match serde_json::from_slice(body) {
+            Ok(v) => v,
+            Err(e) => return reject(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
+        };
+        let kind = inbound
+            .event_type_path
+            .as_ref()
+            .and_then(|p| p.query(&payload).first().and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_else(|| "unknown".into());
+        let header_id = inbound
+            .event_id_header
+            .as_ref()
+            .and_then(|h| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(h)).map(|(_, v)| v.clone()));
+        let body_id = inbound
+            .event_id_path
+            .as_ref()
+            .and_then(|p| p.query(&payload).first().and_then(|v| v.as_str().map(str::to_string)));
+        let event_id = header_id.or(body_id).unwrap_or_else(|| body_hash(body));
+        let event = NewEvent {
+            connection: connection.to_string(),
+            event_id,
+            kind,
+            payload,
+            received_at_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        match self.store.enqueue_event(&event) {
+            Ok(Enqueued::New(id)) => {
+                self.metrics.received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.wake.notify_one();
+                Ok((StatusCode::OK, json!({"status": "queued", "id": id.0, "event_id": event.event_id})))
+            }
+            Ok(Enqueued::Duplicate(id)) => {
+                self.metrics.duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok((StatusCode::OK, json!({"status": "duplicate", "id": id.0, "event_id": event.event_id})))
+            }
+            // Not persisted: the sender must retry, so answer 503 rather than 2xx.
+            Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("could not persist the event: {e}"))),
+        }
+    }
+
+    /// One worker: claim, run the event's flows, settle; sleep until woken when the queue is empty.
+    pub async fn work(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let now = chrono::Utc::now().timestamp_millis();
+            match self.store.claim_event(now, LEASE.as_millis() as i64) {
+                Ok(Some(claim)) => {
+                    let started = Instant::now();
+                    let runners =
+                        self.routes.get(&(claim.connection.clone(), claim.kind.clone())).cloned().unwrap_or_default();
+                    let input = EventInput {
+                        id: format!("{}:{}", claim.connection, claim.event_id),
+                        body: claim.payload.clone(),
+                        kind: claim.kind.clone(),
+                        received_at: chrono::DateTime::from_timestamp_millis(claim.received_at_ms)
+                            .map(|t| t.to_rfc3339())
+                            .unwrap_or_default(),
+                    };
+                    let mut failure = None;
+                    for runner in &runners {
+                        let report = runner.run(&input).await;
+                        if report.status == RunStatus::Failed {
+                            failure =
+                                Some(report.error.map(|d| render::one_line(&d)).unwrap_or_else(|| "failed".into()));
+                        }
+                    }
+                    self.metrics.observe_run(started.elapsed());
+                    // Flows that already succeeded reuse their stored effects on a retry: failing the event
+                    // re-runs only what did not happen.
+                    let settled = match failure {
+                        None => {
+                            self.metrics.processed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            self.store.complete_event(&claim)
+                        }
+                        Some(error) => {
+                            self.metrics.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let next =
+                                self.queue_retry.after_failure(claim.attempt, chrono::Utc::now().timestamp_millis());
+                            if matches!(next, AfterFailure::DeadLetter) {
+                                self.metrics.dead.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            self.store.fail_event(&claim, &error, next)
+                        }
+                    };
+                    if let Err(e) = settled {
+                        eprintln!("weft serve: could not settle event {}: {e}", claim.event_id);
+                    }
+                }
+                Ok(None) => {
+                    let mut shutdown = shutdown.clone();
+                    tokio::select! {
+                        _ = self.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(e) => {
+                    eprintln!("weft serve: the queue is unavailable: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// The flows each (connection, event) runs, for the start-up banner.
+    pub fn describe(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .routes
+            .iter()
+            .map(|((c, e), rs)| {
+                format!("{c} {e} → {}", rs.iter().map(|r| r.plan.name.as_str()).collect::<Vec<_>>().join(", "))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+async fn receive(
+    State(svc): State<Arc<Service>>,
+    UrlPath(connection): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> impl IntoResponse {
+    let headers: Vec<(String, String)> =
+        headers.iter().filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))).collect();
+    match svc.ingest(&connection, &headers, &body) {
+        Ok((status, body)) => (status, Json(body)).into_response(),
+        Err((status, message)) => (status, Json(json!({"error": message}))).into_response(),
+    }
+}
+
+async fn metrics_text(State(svc): State<Arc<Service>>) -> impl IntoResponse {
+    ([("content-type", "text/plain; version=0.0.4")], svc.metrics.render())
+}
+
+/// Start the server and `workers` workers; return when `shutdown` resolves (in-flight events finish first).
+pub async fn run(
+    svc: Arc<Service>,
+    addr: SocketAddr,
+    workers: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut handles = Vec::new();
+    for _ in 0..workers.max(1) {
+        handles.push(tokio::spawn(svc.clone().work(stop_rx.clone())));
+    }
+    let app = svc.router();
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    let _ = stop_tx.send(true);
+    svc.wake.notify_waiters();
+    for h in handles {
+        let _ = h.await;
+    }
+    Ok(())
+}
+
+fn flow_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_file() {
+            out.push(p.clone());
+        } else {
+            collect(p, &mut out);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if !name.starts_with('.') && !matches!(name.as_str(), "tests" | "cassettes" | "connectors") {
+                collect(&path, out);
+            }
+        } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && name != "weft.yaml" {
+            out.push(path);
+        }
+    }
+}
+
+/// An id for a delivery whose sender gives none: the same bytes are the same event.
+fn body_hash(body: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in body {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("body-{hash:016x}")
+}

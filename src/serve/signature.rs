@@ -97,18 +97,33 @@ fn malformed(why: impl Into<String>) -> SignatureError {
 
 /// Verifies the deliveries of one connection. Built once per connection by [`Verifier::new`].
 pub struct Verifier {
+    scheme: SignatureScheme,
     check: Check,
     replay: Option<Replay>,
 }
 
 enum Check {
     None,
-    Hmac { header: String, encoding: SignatureEncoding, key: hmac::Key, tag_len: usize },
-    Rsa { header: String, encoding: SignatureEncoding, key: UnparsedPublicKey<Vec<u8>> },
-    SharedSecret { header: String, secret: String },
+    Hmac {
+        header: String,
+        encoding: SignatureEncoding,
+        key: hmac::Key,
+        tag_len: usize,
+    },
+    Rsa {
+        header: String,
+        encoding: SignatureEncoding,
+        key: UnparsedPublicKey<Vec<u8>>,
+    },
+    SharedSecret {
+        header: String,
+        secret: String,
+    },
     /// Holds `UPPER(HEX(MD5(merchant_secret)))`, the only form of the secret the md5sig uses (and as good as
     /// the secret for forging one, so it is kept as private as the secret).
-    PayhereMd5sig { secret_hash: String },
+    PayhereMd5sig {
+        secret_hash: String,
+    },
 }
 
 struct Replay {
@@ -171,7 +186,7 @@ impl Verifier {
                 window: TimeDelta::seconds(REPLAY_WINDOW_SECS),
             }),
         };
-        Ok(Verifier { check, replay })
+        Ok(Verifier { scheme: signature.scheme, check, replay })
     }
 
     /// Replaces the replay window ([`REPLAY_WINDOW_SECS`] by default). Without `timestamp_path` it has no effect.
@@ -214,16 +229,12 @@ impl Verifier {
 
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (scheme, header) = match &self.check {
-            Check::None => ("none", None),
-            Check::Hmac { header, tag_len: 20, .. } => ("hmac-sha1", Some(header)),
-            Check::Hmac { header, .. } => ("hmac-sha256", Some(header)),
-            Check::Rsa { header, .. } => ("rsa-sha256", Some(header)),
-            Check::SharedSecret { header, .. } => ("shared-secret", Some(header)),
-            Check::PayhereMd5sig { .. } => ("payhere-md5sig", None),
+        let header = match &self.check {
+            Check::Hmac { header, .. } | Check::Rsa { header, .. } | Check::SharedSecret { header, .. } => Some(header),
+            Check::None | Check::PayhereMd5sig { .. } => None,
         };
         f.debug_struct("Verifier")
-            .field("scheme", &scheme)
+            .field("scheme", &scheme_name(self.scheme))
             .field("header", &header)
             .field("timestamp_path", &self.replay.as_ref().map(|r| &r.path_text))
             .finish_non_exhaustive()

@@ -1,0 +1,68 @@
+//! Prometheus counters for `weft serve`: plain atomics, rendered as text on `GET /metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the run-latency histogram buckets.
+const BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+#[derive(Default)]
+pub struct Metrics {
+    pub received: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub rejected: AtomicU64,
+    pub processed: AtomicU64,
+    pub failed: AtomicU64,
+    pub dead: AtomicU64,
+    latency_buckets: [AtomicU64; 9],
+    latency_count: AtomicU64,
+    latency_sum_us: AtomicU64,
+}
+
+impl Metrics {
+    pub fn observe_run(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let counters = [
+            ("weft_events_received_total", "Webhook deliveries accepted and queued.", &self.received),
+            ("weft_events_duplicate_total", "Re-delivered webhooks answered without queueing again.", &self.duplicates),
+            (
+                "weft_events_rejected_total",
+                "Webhook deliveries rejected (bad signature, unknown connection, bad body).",
+                &self.rejected,
+            ),
+            ("weft_events_processed_total", "Events whose flows all succeeded.", &self.processed),
+            ("weft_events_failed_total", "Event runs that failed (retried later or dead-lettered).", &self.failed),
+            ("weft_events_dead_total", "Events moved to the dead letters after their last attempt.", &self.dead),
+        ];
+        for (name, help, value) in counters {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(out, "# HELP weft_run_duration_seconds Time to run one event's flows.\n# TYPE weft_run_duration_seconds histogram");
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "weft_run_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                self.latency_buckets[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "weft_run_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ =
+            writeln!(out, "weft_run_duration_seconds_sum {}", self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "weft_run_duration_seconds_count {count}");
+        out
+    }
+}

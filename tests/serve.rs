@@ -1,0 +1,127 @@
+//! `weft serve` end to end on loopback: a signed Razorpay webhook is verified, persisted, answered, then run
+//! against a GHL stand-in; a re-delivery and a forged signature change nothing upstream.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::routing::post;
+use axum::{Json, Router};
+use ring::hmac;
+use serde_json::{json, Value};
+use weft::serve::Service;
+use weft::store::sqlite::SqliteStore;
+use weft::validate::ProjectContext;
+
+const SECRET: &str = "whsec-test-9c2f4a7e1b3d5f60";
+
+type Seen = Arc<Mutex<Vec<String>>>;
+
+async fn ghl_stand_in(seen: Seen) -> String {
+    async fn upsert(State(s): State<Seen>) -> Json<Value> {
+        s.lock().unwrap().push("POST /contacts/upsert".into());
+        Json(json!({"contact": {"id": "nmFmQEsNgz6AVpgLVUJ0"}}))
+    }
+    async fn sub(State(s): State<Seen>, Path((id, what)): Path<(String, String)>) -> Json<Value> {
+        s.lock().unwrap().push(format!("POST /contacts/{id}/{what}"));
+        Json(json!({"ok": true}))
+    }
+    let app = Router::new()
+        .route("/contacts/upsert", post(upsert))
+        .route("/contacts/{id}/{what}", post(sub))
+        .with_state(seen);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn project(ghl: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("weft-serve-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).unwrap();
+    std::fs::write(dir.join("secret.txt"), format!("{SECRET}\n")).unwrap();
+    std::fs::write(dir.join("ghl-token.txt"), "pit-serve-test-token-0001\n").unwrap();
+    std::fs::write(
+        dir.join("weft.yaml"),
+        format!(
+            "connections:\n  ghl:\n    connector: ghl\n    base_url: {ghl}\n    auth: {{ token: {{ file: ghl-token.txt }} }}\n    location_id: ve9EPM428h8vShlRW1KT\n  razorpay:\n    connector: razorpay\n    auth: {{ username: {{ env: X_ID }}, password: {{ env: X_SECRET }} }}\n    webhook_secret: {{ file: secret.txt }}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("flows/payment-captured.yaml"), include_str!("fixtures/payment-captured.flow.yaml"))
+        .unwrap();
+    dir
+}
+
+fn sign(body: &[u8]) -> String {
+    hex::encode(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes()), body).as_ref())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_webhook_is_persisted_then_run_once() {
+    let seen: Seen = Arc::default();
+    let ghl = ghl_stand_in(seen.clone()).await;
+    let dir = project(&ghl);
+    let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
+    assert!(ctx.diagnostics.is_empty(), "{:?}", ctx.diagnostics);
+    let store = Arc::new(SqliteStore::open(&dir.join(".weft/state.db")).unwrap());
+    let svc = Arc::new(Service::build(&ctx, &[dir.join("flows")], store).unwrap_or_else(|d| panic!("{d:#?}")));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = svc.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(svc.clone().work(stop_rx));
+
+    let body = include_bytes!("fixtures/payment.captured.json").to_vec();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let post = |sig: String| {
+        client
+            .post(format!("{base}/hooks/razorpay"))
+            .header("content-type", "application/json")
+            .header("X-Razorpay-Signature", sig)
+            .header("x-razorpay-event-id", "evt_Serve0000000001")
+            .body(body.clone())
+            .send()
+    };
+
+    // A forged signature is refused before anything is stored.
+    let forged = post("0".repeat(64)).await.unwrap();
+    assert_eq!(forged.status(), 401);
+
+    let accepted = post(sign(&body)).await.unwrap();
+    assert_eq!(accepted.status(), 200);
+    assert_eq!(serde_json::from_str::<Value>(&accepted.text().await.unwrap()).unwrap()["status"], "queued");
+
+    // The worker runs it: upsert, tag, note reach the GHL stand-in.
+    for _ in 0..100 {
+        if seen.lock().unwrap().len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "POST /contacts/upsert",
+            "POST /contacts/nmFmQEsNgz6AVpgLVUJ0/tags",
+            "POST /contacts/nmFmQEsNgz6AVpgLVUJ0/notes"
+        ]
+    );
+
+    // Razorpay delivers at least once: the same event id is acknowledged and not run again.
+    let again = post(sign(&body)).await.unwrap();
+    assert_eq!(again.status(), 200);
+    assert_eq!(serde_json::from_str::<Value>(&again.text().await.unwrap()).unwrap()["status"], "duplicate");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(seen.lock().unwrap().len(), 3, "a re-delivery reached GHL again");
+
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("weft_events_received_total 1"), "{metrics}");
+    assert!(metrics.contains("weft_events_duplicate_total 1"), "{metrics}");
+    assert!(metrics.contains("weft_events_rejected_total 1"), "{metrics}");
+    assert!(metrics.contains("weft_events_processed_total 1"), "{metrics}");
+    assert_eq!(client.get(format!("{base}/healthz")).send().await.unwrap().text().await.unwrap(), "ok");
+}
