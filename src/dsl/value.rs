@@ -3,7 +3,8 @@
 //! The rule is textual and small on purpose, so that a reader of the YAML can tell without running
 //! anything: a string that is `$` or starts with `$.` / `$[` is a JSONPath over the run context; a string
 //! holding `${{` is a template; `{ literal: ... }` is always a literal; `{ from: PATH, default: VALUE }` is a
-//! path with a fallback; every other scalar is a literal; mappings and lists map element by element.
+//! path with a fallback; every other scalar is a literal; mappings and lists map element by element. A string
+//! with only `${% %}` blocks is a template too.
 
 use super::yaml::{Kind, Node};
 
@@ -35,7 +36,7 @@ pub fn is_path(s: &str) -> bool {
 }
 
 pub fn is_template(s: &str) -> bool {
-    s.contains(TEMPLATE_START)
+    s.contains(TEMPLATE_START) || s.contains("${%")
 }
 
 pub fn classify(node: &Node) -> ValueKind<'_> {

@@ -191,7 +191,8 @@ impl Runner {
         let file = &self.plan.file;
         let snapshot = Arc::new(ctx.clone());
         let eval = Evaluator::new(&self.plan.templates, snapshot.clone());
-        if let Some(when) = &step.when {
+        // With `for_each`, `when` filters the elements (it may read `item`); without, it gates the step.
+        if let (Some(when), None) = (&step.when, &step.for_each) {
             match eval.truthy(when) {
                 Ok(true) => {}
                 Ok(false) => {
@@ -233,7 +234,8 @@ impl Runner {
         };
         // Elements run in chunks of `concurrency`; outputs keep the elements' order.
         let mut outputs = Vec::with_capacity(items.len());
-        let mut all_reused = !items.is_empty();
+        let mut all_reused = true;
+        let mut ran = 0;
         for (chunk_index, chunk) in items.chunks(step.concurrency).enumerate() {
             let futures = chunk.iter().enumerate().map(|(i, item)| {
                 let index = chunk_index * step.concurrency + i;
@@ -241,12 +243,28 @@ impl Runner {
                 item_ctx.item = Some((Arc::new(item.clone()), index));
                 async move {
                     let eval = Evaluator::new(&self.plan.templates, Arc::new(item_ctx));
-                    self.item(step, &eval, event, Some(index as u64)).await
+                    if let Some(when) = &step.when {
+                        match eval.truthy(when) {
+                            Ok(true) => {}
+                            Ok(false) => return Ok(None),
+                            Err(e) => {
+                                return Err(ItemFailure {
+                                    diagnostic: e.into_diagnostic(&self.plan.file),
+                                    requests: Vec::new(),
+                                    attempts: 0,
+                                })
+                            }
+                        }
+                    }
+                    self.item(step, &eval, event, Some(index as u64)).await.map(Some)
                 }
             });
             for result in futures_util::future::join_all(futures).await {
                 match result {
-                    Ok(done) => {
+                    // An element `when` filtered out: no request, no output.
+                    Ok(None) => {}
+                    Ok(Some(done)) => {
+                        ran += 1;
                         report.requests.extend(done.requests);
                         report.attempts += done.attempts;
                         all_reused &= done.reused;
@@ -261,7 +279,12 @@ impl Runner {
                 }
             }
         }
-        report.status = if all_reused { StepStatus::Reused } else { StepStatus::Ok };
+        report.status = match (ran, all_reused) {
+            (0, _) if step.when.is_some() && !items.is_empty() => StepStatus::Skipped,
+            (0, _) => StepStatus::Ok,
+            (_, true) => StepStatus::Reused,
+            _ => StepStatus::Ok,
+        };
         report.output = Some(Value::Array(outputs));
         report
     }

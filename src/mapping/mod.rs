@@ -34,6 +34,7 @@ pub fn environment() -> Environment<'static> {
     env.set_syntax(syntax);
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     env.add_filter("iso8601", iso8601);
+    env.add_filter("unix", unix);
     env.add_function("now", || chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string());
     env
 }
@@ -52,6 +53,16 @@ fn iso8601(value: minijinja::Value) -> Result<String, minijinja::Error> {
     chrono::DateTime::from_timestamp(secs, 0)
         .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
         .ok_or_else(|| minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, format!("{secs} is out of range")))
+}
+
+/// `${{ event.received_at | unix }}`: an RFC 3339 / ISO-8601 time → unix seconds (Razorpay's `from`/`to`).
+fn unix(value: String) -> Result<i64, minijinja::Error> {
+    chrono::DateTime::parse_from_rfc3339(value.trim()).map(|t| t.timestamp()).map_err(|e| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("unix needs an RFC 3339 time like 2024-06-01T00:00:35Z, got {value:?}: {e}"),
+        )
+    })
 }
 
 /// Fuel for one template render: bounds loops so a template cannot hang a run.
@@ -190,7 +201,10 @@ pub fn compile_path(source: &str, span: Span, default: Option<Value>) -> Result<
     let whole = JsonPath::parse(source).map_err(syntax)?;
     let prefix = static_prefix(source);
     let singular = prefix.last().map_or(source == "$", |(_, end)| *end == source.len());
-    let (root, consumed) = match prefix.first() {
+    // A filter that compares with another part of the context (`[?@.email == $.trigger.email]`) needs the
+    // whole context as its root: re-rooting the query would make that inner `$` mean the sub-document.
+    let reads_root_inside = source[1..].contains('$');
+    let (root, consumed) = match prefix.first().filter(|_| !reads_root_inside) {
         Some((Segment::Name(n), end)) => match n.as_str() {
             "trigger" => (Root::Named("trigger"), *end),
             "event" => (Root::Named("event"), *end),
@@ -398,6 +412,18 @@ mod tests {
         assert_eq!(err.span, Span::new(3, 18));
         assert_eq!(eval("v: { from: $.trigger.phone, default: none }", ctx()).unwrap(), Value::String("none".into()));
         assert_eq!(eval("v: \"$.trigger.items[?@.id > 1].id\"", ctx()).unwrap(), serde_json::json!([2]));
+    }
+
+    #[test]
+    fn filters_may_compare_with_other_parts_of_the_context() {
+        let v = eval("v: \"$.trigger.items[?@.id == $.steps.find.n].id\"", {
+            let mut c = ctx();
+            c.steps.insert("find".into(), Arc::new(serde_json::json!({"n": 2})));
+            c
+        })
+        .unwrap();
+        assert_eq!(v, serde_json::json!([2]));
+        assert_eq!(eval("v: '${{ \"2024-06-01T00:00:35Z\" | unix }}'", ctx()).unwrap(), serde_json::json!(1717200035));
     }
 
     #[test]
