@@ -125,3 +125,31 @@ async fn a_signed_webhook_is_persisted_then_run_once() {
     assert!(metrics.contains("weft_events_processed_total 1"), "{metrics}");
     assert_eq!(client.get(format!("{base}/healthz")).send().await.unwrap().text().await.unwrap(), "ok");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_flows_fire_into_the_queue_once_per_time() {
+    let dir = std::env::temp_dir().join(format!("weft-serve-schedule-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).unwrap();
+    std::fs::write(dir.join("weft.yaml"), "connections: {}\n").unwrap();
+    // Every second (a leading seconds field), a pure mapping step: no network needed.
+    std::fs::write(
+        dir.join("flows/tick.yaml"),
+        "flow: tick\ndescription: Every second, note the time.\ntrigger:\n  schedule: { cron: \"* * * * * *\" }\nsteps:\n  - id: at\n    set: { at: $.trigger.scheduled_at }\n",
+    )
+    .unwrap();
+    let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
+    let store = Arc::new(SqliteStore::open(&dir.join(".weft/state.db")).unwrap());
+    let svc = Arc::new(Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}")));
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(svc.clone().schedule(stop_rx.clone()));
+    tokio::spawn(svc.clone().work(stop_rx));
+    tokio::time::sleep(Duration::from_millis(2600)).await;
+    let _ = stop.send(true);
+    let events = weft::store::Store::events(store.as_ref(), &weft::store::EventFilter::default()).unwrap();
+    assert!(events.len() >= 2, "expected a tick per second, got {}", events.len());
+    assert!(events.iter().all(|e| e.connection == "schedule" && e.kind == "tick"));
+    let ids: std::collections::HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids.len(), events.len(), "each time fires once");
+    assert!(svc.metrics.render().contains("weft_events_processed_total"));
+}

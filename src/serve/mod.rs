@@ -45,9 +45,17 @@ pub struct Service {
     inbound: HashMap<String, Inbound>,
     /// (connection, event) → the flows it triggers.
     routes: HashMap<(String, String), Vec<Arc<Runner>>>,
+    /// Scheduled flows: each fires into the queue as connection `schedule`, kind = the flow's name.
+    schedules: Vec<Schedule>,
     queue_retry: QueueRetry,
     pub metrics: Metrics,
     wake: tokio::sync::Notify,
+}
+
+struct Schedule {
+    flow: String,
+    cron: croner::Cron,
+    offset: chrono::FixedOffset,
 }
 
 struct Inbound {
@@ -67,6 +75,7 @@ impl Service {
         let caller =
             Arc::new(Caller::new(Arc::new(live), connections.clone(), Some(store.clone()), RetryPolicy::default()));
         let mut routes: HashMap<(String, String), Vec<Arc<Runner>>> = HashMap::new();
+        let mut schedules = Vec::new();
         let mut problems = Vec::new();
         for path in flow_files(flows) {
             let file = match crate::dsl::load::read(&path) {
@@ -78,9 +87,25 @@ impl Service {
             };
             match compile_flow(&file, ctx) {
                 Ok(plan) => {
-                    if let TriggerPlan::Webhook { connection, event } = plan.trigger.clone() {
+                    let key = match plan.trigger.clone() {
+                        TriggerPlan::Webhook { connection, event } => Some((connection, event)),
+                        TriggerPlan::Schedule { cron, timezone } => {
+                            // Validation already parsed both; a failure here is reported, not unwrapped.
+                            let offset = parse_offset(timezone.as_deref());
+                            match (cron.parse::<croner::Cron>(), offset) {
+                                (Ok(cron), Some(offset)) => {
+                                    schedules.push(Schedule { flow: plan.name.clone(), cron, offset });
+                                    Some(("schedule".to_string(), plan.name.clone()))
+                                }
+                                _ => None,
+                            }
+                        }
+                        // Poll triggers are not served yet (see the README).
+                        TriggerPlan::Poll { .. } | TriggerPlan::Manual => None,
+                    };
+                    if let Some(key) = key {
                         let runner = Runner::new(Arc::new(plan), caller.clone(), Some(store.clone()), &connections);
-                        routes.entry((connection, event)).or_default().push(Arc::new(runner));
+                        routes.entry(key).or_default().push(Arc::new(runner));
                     }
                 }
                 Err(d) => problems.extend(d.into_iter().filter(Diagnostic::is_error)),
@@ -132,6 +157,7 @@ impl Service {
             store,
             inbound,
             routes,
+            schedules,
             queue_retry: QueueRetry::default(),
             metrics: Metrics::default(),
             wake: tokio::sync::Notify::new(),
@@ -269,6 +295,50 @@ impl Service {
         }
     }
 
+    /// Fire scheduled flows: at each cron time, enqueue an event `schedule` / flow name whose id is the flow and
+    /// the time, so that two servers on one database (or a restart within the minute) fire it once.
+    pub async fn schedule(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        if self.schedules.is_empty() {
+            return;
+        }
+        loop {
+            let now = chrono::Utc::now();
+            let next = self
+                .schedules
+                .iter()
+                .filter_map(|s| {
+                    s.cron
+                        .find_next_occurrence(&now.with_timezone(&s.offset), false)
+                        .ok()
+                        .map(|t| (t.with_timezone(&chrono::Utc), s))
+                })
+                .min_by_key(|(t, _)| *t);
+            let Some((at, _)) = next else { return };
+            let wait = (at - now).to_std().unwrap_or_default();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+            for s in self.schedules.iter().filter(|s| {
+                s.cron
+                    .find_next_occurrence(&now.with_timezone(&s.offset), false)
+                    .is_ok_and(|t| t.with_timezone(&chrono::Utc) == at)
+            }) {
+                let event = NewEvent {
+                    connection: "schedule".into(),
+                    event_id: format!("{}@{}", s.flow, at.to_rfc3339()),
+                    kind: s.flow.clone(),
+                    payload: json!({"scheduled_at": at.to_rfc3339(), "flow": s.flow}),
+                    received_at_ms: chrono::Utc::now().timestamp_millis(),
+                };
+                if let Err(e) = self.store.enqueue_event(&event) {
+                    eprintln!("weft serve: could not queue the scheduled run of {}: {e}", s.flow);
+                }
+            }
+            self.wake.notify_one();
+        }
+    }
+
     /// The flows each (connection, event) runs, for the start-up banner.
     pub fn describe(&self) -> Vec<String> {
         let mut out: Vec<String> = self
@@ -314,6 +384,7 @@ pub async fn run(
     for _ in 0..workers.max(1) {
         handles.push(tokio::spawn(svc.clone().work(stop_rx.clone())));
     }
+    handles.push(tokio::spawn(svc.clone().schedule(stop_rx.clone())));
     let app = svc.router();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     let _ = stop_tx.send(true);
@@ -349,6 +420,20 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
         } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && name != "weft.yaml" {
             out.push(path);
         }
+    }
+}
+
+/// `UTC` or `+05:30` (what validation accepts) as a fixed offset.
+fn parse_offset(tz: Option<&str>) -> Option<chrono::FixedOffset> {
+    match tz {
+        None | Some("UTC") | Some("Z") => chrono::FixedOffset::east_opt(0),
+        Some(t) if t.len() == 6 => {
+            let sign = if t.starts_with('-') { -1 } else { 1 };
+            let hours: i32 = t[1..3].parse().ok()?;
+            let minutes: i32 = t[4..6].parse().ok()?;
+            chrono::FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
+        }
+        _ => None,
     }
 }
 
