@@ -10,6 +10,7 @@ pub mod diag;
 pub mod dsl;
 pub mod engine;
 pub mod mapping;
+pub mod sandbox;
 pub mod serve;
 pub mod source;
 pub mod store;

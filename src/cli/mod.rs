@@ -23,6 +23,7 @@ mod dry_run;
 mod graph;
 mod map;
 mod run;
+mod sandbox;
 mod serve;
 mod test;
 mod validate;
@@ -140,6 +141,23 @@ pub enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+    /// A local stateful stand-in for GHL, Razorpay and Payhere (routes and request checks from the catalog).
+    Sandbox {
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+        /// Initial state (JSON or YAML, the layout of `GET /_sandbox/state`).
+        #[arg(long)]
+        seed: Option<PathBuf>,
+        /// Share of requests that fail with a 500, 502, timeout or dropped connection (0 to 1).
+        #[arg(long, default_value_t = 0.0)]
+        fail_rate: f64,
+        /// Delay before every answer, in milliseconds.
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+        /// Requests per window per connector and credential, e.g. `100/10s`, `5/500ms`, `off`.
+        #[arg(long, default_value = "100/10s")]
+        rate_limit: String,
+    },
     /// Validate, then run every test case: the check CI runs on a project.
     Check {
         /// Default: `flows/`.
@@ -240,6 +258,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Serve { paths, listen, workers, state } => {
             let paths = if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths };
             serve::run(&paths, listen, workers, state.as_deref())
+        }
+        Command::Sandbox { listen, seed, fail_rate, latency_ms, rate_limit } => {
+            sandbox::run(listen, seed.as_deref(), fail_rate, latency_ms, &rate_limit)
         }
         Command::Check { paths } => {
             let paths = if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths };

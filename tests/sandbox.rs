@@ -1,0 +1,419 @@
+//! `weft sandbox` on loopback: GHL contacts keep state across calls, requests are checked against the catalog
+//! and refused the way GHL and Razorpay refuse them, pages page, the rate limit answers 429 with its headers,
+//! injected faults fail every call, and `/_sandbox/state` and `/_sandbox/log` show what happened.
+
+use std::time::Duration;
+
+use reqwest::{Client, StatusCode};
+use serde_json::{json, Value};
+use weft::catalog::Catalog;
+use weft::sandbox::{router, SandboxConfig};
+
+const LOCATION: &str = "ve9EPM428h8vShlRW1KT";
+
+async fn start(config: SandboxConfig) -> String {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let app = router(config, &Catalog::builtin().expect("built-in catalog"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn client() -> Client {
+    Client::builder().timeout(Duration::from_secs(2)).build().unwrap()
+}
+
+async fn call(c: &Client, method: reqwest::Method, url: String, body: Option<Value>) -> (StatusCode, Value) {
+    let mut req =
+        c.request(method, url).header("Authorization", "Bearer pit-sandbox-test").header("Version", "2021-07-28");
+    if let Some(body) = body {
+        req = req.header("Content-Type", "application/json").body(body.to_string());
+    }
+    let resp = req.send().await.expect("sandbox answers");
+    let status = resp.status();
+    (status, serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap_or(Value::Null))
+}
+
+async fn get(c: &Client, url: String) -> (StatusCode, Value) {
+    call(c, reqwest::Method::GET, url, None).await
+}
+
+async fn post(c: &Client, url: String, body: Value) -> (StatusCode, Value) {
+    call(c, reqwest::Method::POST, url, Some(body)).await
+}
+
+#[tokio::test]
+async fn contacts_upsert_by_email_and_keep_tags_notes_and_tasks() {
+    let base = start(SandboxConfig::default()).await;
+    let c = client();
+    let ann = json!({"locationId": LOCATION, "email": "Ann@Example.com", "firstName": "Ann", "phone": "+1 555 0100"});
+    let (status, first) = post(&c, format!("{base}/ghl/contacts/upsert"), ann).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert_eq!(first["new"], true);
+    let id = first["contact"]["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 20);
+    assert!(id.chars().all(|ch| ch.is_ascii_alphanumeric()));
+
+    let again = json!({"locationId": LOCATION, "email": "ann@example.com", "lastName": "Lee"});
+    let (_, second) = post(&c, format!("{base}/ghl/contacts/upsert"), again).await;
+    assert_eq!(second["new"], false);
+    assert_eq!(second["contact"]["id"], id.as_str());
+    assert_eq!(second["contact"]["firstName"], "Ann", "an upsert keeps fields it does not send");
+    assert_eq!(second["contact"]["lastName"], "Lee");
+
+    // The same person found by phone (digits only), and not found in another location.
+    let dup = format!("{base}/ghl/contacts/search/duplicate?locationId={LOCATION}&number=%2B15550100");
+    assert_eq!(get(&c, dup).await.1["contact"]["id"], id.as_str());
+    let elsewhere =
+        format!("{base}/ghl/contacts/search/duplicate?locationId=otherLocation0000001&email=ann@example.com");
+    assert_eq!(get(&c, elsewhere).await.1["contact"], Value::Null);
+
+    let (status, tags) =
+        post(&c, format!("{base}/ghl/contacts/{id}/tags"), json!({"tags": ["razorpay-paid", "vip"]})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(tags["tags"], json!(["razorpay-paid", "vip"]));
+    let (_, tags) =
+        call(&c, reqwest::Method::DELETE, format!("{base}/ghl/contacts/{id}/tags"), Some(json!({"tags": ["vip"]})))
+            .await;
+    assert_eq!(tags["tags"], json!(["razorpay-paid"]));
+    let (status, note) = post(&c, format!("{base}/ghl/contacts/{id}/notes"), json!({"body": "Paid 500 INR"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(note["note"]["contactId"], id.as_str());
+    let task = json!({"title": "Invoice due", "dueDate": "2024-06-01T00:00:00Z", "completed": false});
+    let (_, task) = post(&c, format!("{base}/ghl/contacts/{id}/tasks"), task).await;
+    let task_id = task["task"]["id"].as_str().unwrap();
+    let done = json!({"completed": true});
+    let (_, done) =
+        call(&c, reqwest::Method::PUT, format!("{base}/ghl/contacts/{id}/tasks/{task_id}/completed"), Some(done)).await;
+    assert_eq!(done["task"]["completed"], true);
+    assert_eq!(get(&c, format!("{base}/ghl/contacts/{id}/notes")).await.1["notes"][0]["body"], "Paid 500 INR");
+
+    // The lead-score field every location starts with, written by key.
+    let (_, fields) = get(&c, format!("{base}/ghl/locations/{LOCATION}/customFields")).await;
+    let lead =
+        fields["customFields"].as_array().unwrap().iter().find(|f| f["fieldKey"] == "contact.lead_score").unwrap();
+    let score = json!({"customFields": [{"key": "lead_score", "field_value": "80"}]});
+    let (_, updated) = call(&c, reqwest::Method::PUT, format!("{base}/ghl/contacts/{id}"), Some(score)).await;
+    assert_eq!(updated["contact"]["customFields"], json!([{"id": lead["id"], "value": "80"}]));
+
+    let (_, state) = get(&c, format!("{base}/_sandbox/state")).await;
+    let contacts = state["ghl"]["contacts"].as_object().unwrap();
+    assert_eq!(contacts.len(), 1, "one contact after two upserts: {state}");
+    assert_eq!(contacts[&id]["tags"], json!(["razorpay-paid"]));
+    let notes: Vec<&Value> = state["ghl"]["notes"].as_object().unwrap().values().collect();
+    assert_eq!(notes.len(), 1);
+    assert_eq!(notes[0]["body"], "Paid 500 INR");
+    assert_eq!(notes[0]["contactId"], id.as_str());
+    assert_eq!(state["ghl"]["tasks"][task_id]["completed"], true);
+
+    let (status, missing) = get(&c, format!("{base}/ghl/contacts/nosuchcontact000000")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(missing["statusCode"], 404);
+}
+
+#[tokio::test]
+async fn invalid_requests_get_the_upstreams_own_errors() {
+    let base = start(SandboxConfig::default()).await;
+    let c = client();
+    let (status, answer) = post(&c, format!("{base}/ghl/contacts/upsert"), json!({"email": "a@example.com"})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        answer,
+        json!({"statusCode": 422, "message": ["locationId should not be empty"], "error": "Unprocessable Entity"})
+    );
+
+    let body = json!({"locationId": LOCATION, "email": "a@example.com", "refundAmount": 5, "dnd": "yes"});
+    let (status, answer) = post(&c, format!("{base}/ghl/contacts/upsert"), body).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer["message"], json!(["property refundAmount should not exist", "dnd must be a boolean value"]));
+
+    // A required query parameter.
+    let (status, answer) = get(&c, format!("{base}/ghl/contacts/search/duplicate?email=a@example.com")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer["message"], json!(["locationId should not be empty"]));
+
+    // Razorpay: 400 BAD_REQUEST_ERROR naming the field.
+    let (status, answer) = get(&c, format!("{base}/razorpay/payments?count=500")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"]["code"], "BAD_REQUEST_ERROR");
+    assert_eq!(answer["error"]["field"], "count");
+    let (status, answer) = get(&c, format!("{base}/razorpay/payments/pay_00000000000000")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer["error"]["description"], "The id provided does not exist");
+
+    // Unknown routes: 404 in the connector's shape; an unknown connector names the mounted ones.
+    let (status, answer) = get(&c, format!("{base}/ghl/contacts/x/y/z/w")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(answer["error"], "Not Found");
+    let (status, answer) = get(&c, format!("{base}/razorpay/nothing")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(answer["error"]["description"].is_string());
+    let (status, answer) = get(&c, format!("{base}/wizehire/applicants")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(answer["message"].as_str().unwrap().contains("/ghl"), "{answer}");
+
+    // A valid request to a route without state: the smallest body its response schema accepts.
+    let (status, answer) =
+        get(&c, format!("{base}/ghl/payments/subscriptions?altId={LOCATION}&altType=location")).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(answer.is_object());
+}
+
+#[tokio::test]
+async fn lists_page_like_the_upstreams() {
+    let payments: Vec<Value> =
+        (0..25).map(|i| json!({"amount": 100 * (i + 1), "created_at": 1_700_000_000 + i})).collect();
+    let transactions: Vec<Value> = (0..12)
+        .map(
+            |i| json!({"amount": i, "status": "succeeded", "createdAt": format!("2024-05-{:02}T10:00:00.000Z", i + 1)}),
+        )
+        .collect();
+    let customers: Vec<Value> = (0..5).map(|i| json!({"email": format!("c{i}@example.org")})).collect();
+    let seed = json!({
+        "ghl": {"location_id": LOCATION, "transactions": transactions},
+        "razorpay": {"payments": payments},
+        "payhere": {"customers": customers},
+    });
+    let base = start(SandboxConfig { seed: Some(seed), ..SandboxConfig::default() }).await;
+    let c = client();
+
+    let mut seen = Vec::new();
+    for skip in [0, 10, 20] {
+        let (_, page) = get(&c, format!("{base}/razorpay/payments?count=10&skip={skip}")).await;
+        assert_eq!(page["entity"], "collection");
+        seen.extend(page["items"].as_array().unwrap().iter().map(|p| p["amount"].as_i64().unwrap()));
+    }
+    assert_eq!(seen.len(), 25);
+    assert_eq!(seen[0], 2500, "newest first");
+    let (_, window) = get(&c, format!("{base}/razorpay/payments?from=1700000010&to=1700000014")).await;
+    assert_eq!(window["count"], 5);
+    let id = window["items"][0]["id"].as_str().unwrap();
+    assert!(id.starts_with("pay_") && id.len() == 18);
+    assert_eq!(get(&c, format!("{base}/razorpay/payments/{id}")).await.1["id"], id);
+
+    let q = format!("altId={LOCATION}&altType=location");
+    let (_, first) = get(&c, format!("{base}/ghl/payments/transactions?{q}&limit=5&offset=0")).await;
+    assert_eq!(first["totalCount"], 12);
+    assert_eq!(first["data"].as_array().unwrap().len(), 5);
+    let (_, last) = get(&c, format!("{base}/ghl/payments/transactions?{q}&limit=5&offset=10")).await;
+    assert_eq!(last["data"].as_array().unwrap().len(), 2);
+    let (_, day) = get(&c, format!("{base}/ghl/payments/transactions?{q}&startAt=2024-05-03&endAt=2024-05-04")).await;
+    assert_eq!(day["totalCount"], 2);
+    let txn = first["data"][0]["_id"].as_str().unwrap();
+    assert_eq!(txn.len(), 24);
+    assert_eq!(get(&c, format!("{base}/ghl/payments/transactions/{txn}?{q}")).await.1["_id"], txn);
+
+    let (_, page1) = get(&c, format!("{base}/payhere/customers?page=1&per_page=2")).await;
+    assert_eq!(page1["meta"]["next_page"], 2);
+    let (_, page3) = get(&c, format!("{base}/payhere/customers?page=3&per_page=2")).await;
+    assert_eq!(page3["data"].as_array().unwrap().len(), 1);
+    assert_eq!(page3["meta"]["next_page"], Value::Null);
+    assert_eq!(page3["meta"]["total_count"], 5);
+}
+
+#[tokio::test]
+async fn orders_take_fulfillments() {
+    let order = json!({"_id": "65f1c0ffee0000000000a001", "status": "completed", "sourceType": "funnel", "items": [
+        {"_id": "line1", "name": "T-shirt", "product": {"_id": "p1"}, "price": {"_id": "price1"}, "qty": 2}
+    ]});
+    let seed = json!({"ghl": {"location_id": LOCATION, "orders": [order]}});
+    let base = start(SandboxConfig { seed: Some(seed), ..SandboxConfig::default() }).await;
+    let c = client();
+    let url = format!("{base}/ghl/payments/orders/65f1c0ffee0000000000a001/fulfillments");
+    let body = |qty: i64| {
+        json!({"altId": LOCATION, "altType": "location", "notifyCustomer": false,
+            "trackings": [{"trackingNumber": "TRK1", "shippingCarrier": "UPS"}],
+            "items": [{"priceId": "price1", "qty": qty}]})
+    };
+    let (status, made) = post(&c, url.clone(), body(1)).await;
+    assert_eq!(status, StatusCode::OK, "{made}");
+    assert_eq!(made["data"]["items"][0]["name"], "T-shirt");
+    let q = format!("altId={LOCATION}&altType=location");
+    let order_url = format!("{base}/ghl/payments/orders/65f1c0ffee0000000000a001?{q}");
+    assert_eq!(get(&c, order_url.clone()).await.1["fulfillmentStatus"], "partially_fulfilled");
+    post(&c, url.clone(), body(1)).await;
+    assert_eq!(get(&c, order_url).await.1["fulfillmentStatus"], "fulfilled");
+    assert_eq!(get(&c, format!("{url}?{q}")).await.1["data"].as_array().unwrap().len(), 2);
+
+    let (status, answer) =
+        post(&c, url, json!({"altId": LOCATION, "altType": "agency", "trackings": [], "items": []})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        answer["message"],
+        json!(["notifyCustomer should not be empty", "altType must be one of the following values: location"])
+    );
+}
+
+#[tokio::test]
+async fn the_rate_limit_answers_429_with_its_headers() {
+    let base = start(SandboxConfig { rate_limit: Some((5, Duration::from_secs(1))), ..SandboxConfig::default() }).await;
+    let c = client();
+    let url = format!("{base}/ghl/locations/{LOCATION}/customFields");
+    for i in 0..5 {
+        let resp = c.get(&url).header("Authorization", "Bearer a").send().await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["x-ratelimit-remaining"], (4 - i).to_string().as_str());
+        assert_eq!(resp.headers()["x-ratelimit-max"], "5");
+    }
+    let refused = c.get(&url).header("Authorization", "Bearer a").send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let h = refused.headers();
+    assert_eq!(h["retry-after"], "1");
+    assert_eq!(h["x-ratelimit-remaining"], "0");
+    assert_eq!(h["x-ratelimit-max"], "5");
+    assert_eq!(h["x-ratelimit-interval-milliseconds"], "1000");
+    assert_eq!(h["x-ratelimit-limit-daily"], "200000");
+    let body: Value = serde_json::from_slice(&refused.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["statusCode"], 429);
+
+    // Another token has its own window; the first one's frees up after the window.
+    assert_eq!(c.get(&url).header("Authorization", "Bearer b").send().await.unwrap().status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    assert_eq!(c.get(&url).header("Authorization", "Bearer a").send().await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_fail_rate_of_one_fails_every_call() {
+    let base = start(SandboxConfig { fail_rate: 1.0, rate_limit: None, ..SandboxConfig::default() }).await;
+    let c = Client::builder().timeout(Duration::from_millis(1500)).build().unwrap();
+    let url = format!("{base}/ghl/contacts/upsert");
+    let calls = (0..24).map(|_| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            let body = json!({"locationId": LOCATION, "email": "x@example.com"}).to_string();
+            match c.post(&url).header("Content-Type", "application/json").body(body).send().await {
+                Ok(resp) => format!("status {}", resp.status().as_u16()),
+                Err(e) if e.is_timeout() => "timeout".to_string(),
+                Err(_) => "connection error".to_string(),
+            }
+        }
+    });
+    let outcomes = futures_util::future::join_all(calls).await;
+    for outcome in &outcomes {
+        assert!(
+            ["status 500", "status 502", "timeout", "connection error"].contains(&outcome.as_str()),
+            "not a fault: {outcome}"
+        );
+    }
+    assert!(outcomes.iter().any(|o| o == "connection error"), "no reset among {outcomes:?}");
+
+    let (_, log) = get(&client(), format!("{base}/_sandbox/log")).await;
+    let log = log.as_array().unwrap();
+    assert_eq!(log.len(), 24);
+    assert!(log.iter().all(|e| ["500", "502", "timeout", "reset"].contains(&e["fault"].as_str().unwrap())));
+    let (_, state) = get(&client(), format!("{base}/_sandbox/state")).await;
+    assert!(state["ghl"]["contacts"].as_object().unwrap().is_empty(), "a failed call changes nothing");
+}
+
+#[tokio::test]
+async fn the_log_records_every_request_and_reset_restores_the_seed() {
+    let seed = json!({"ghl": {"contacts": [{"email": "seeded@example.com", "locationId": LOCATION}]}});
+    let base = start(SandboxConfig { seed: Some(seed), ..SandboxConfig::default() }).await;
+    let c = client();
+    post(&c, format!("{base}/ghl/contacts/upsert"), json!({"locationId": LOCATION, "email": "new@example.com"})).await;
+    post(&c, format!("{base}/ghl/contacts/upsert"), json!({"email": "new@example.com"})).await;
+    get(&c, format!("{base}/razorpay/payments?count=2")).await;
+    get(&c, format!("{base}/payhere/nope")).await;
+
+    let (_, log) = get(&c, format!("{base}/_sandbox/log")).await;
+    let log = log.as_array().unwrap();
+    let summary: Vec<(String, String, u64)> = log
+        .iter()
+        .map(|e| {
+            (e["method"].as_str().unwrap().into(), e["path"].as_str().unwrap().into(), e["status"].as_u64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("POST".into(), "/ghl/contacts/upsert".into(), 200),
+            ("POST".into(), "/ghl/contacts/upsert".into(), 422),
+            ("GET".into(), "/razorpay/payments".into(), 200),
+            ("GET".into(), "/payhere/nope".into(), 404),
+        ]
+    );
+    assert_eq!(log[0]["operation"], "ghl.contacts.upsert-contact");
+    assert_eq!(log[0]["body"]["email"], "new@example.com");
+    assert_eq!(log[2]["query"], json!({"count": "2"}));
+    assert_eq!(log[0]["fault"], Value::Null);
+    assert!(log.iter().all(|e| e.get("headers").is_none()), "no credentials in the log");
+
+    let (_, state) = get(&c, format!("{base}/_sandbox/state")).await;
+    assert_eq!(state["ghl"]["contacts"].as_object().unwrap().len(), 2);
+    let (status, _) = post(&c, format!("{base}/_sandbox/reset"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, state) = get(&c, format!("{base}/_sandbox/state")).await;
+    let contacts: Vec<&Value> = state["ghl"]["contacts"].as_object().unwrap().values().collect();
+    assert_eq!(contacts.len(), 1);
+    assert_eq!(contacts[0]["email"], "seeded@example.com");
+    assert_eq!(get(&c, format!("{base}/_sandbox/log")).await.1, json!([]));
+}
+
+#[test]
+fn seed_files_load_as_yaml_and_bad_ones_are_diagnosed() {
+    let dir = std::env::temp_dir().join(format!("weft-sandbox-seed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("seed.yaml");
+    std::fs::write(&good, "ghl:\n  location_id: ve9EPM428h8vShlRW1KT\n  contacts:\n    - email: ann@example.com\n")
+        .unwrap();
+    let seed = weft::sandbox::load_seed(&good).unwrap();
+    assert_eq!(seed["ghl"]["contacts"][0]["email"], "ann@example.com");
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"ghl": {"contcts": []}}"#).unwrap();
+    let problems = weft::sandbox::load_seed(&bad).unwrap_err();
+    assert!(problems[0].message.contains("ghl.contcts"), "{}", problems[0].message);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A `weft.yaml` connection pointed at the sandbox runs a real flow: the engine's requests pass the sandbox's
+/// checks, the engine reads the sandbox's `X-RateLimit-*` headers and waits out the window instead of being
+/// refused, and the state shows the flow's effects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_runs_against_the_sandbox_through_a_connection_base_url() {
+    use std::sync::Arc;
+    use weft::engine::call::Caller;
+    use weft::engine::plan::compile_flow;
+    use weft::engine::retry::RetryPolicy;
+    use weft::engine::run::{EventInput, RunStatus, Runner};
+    use weft::source::SourceFile;
+    use weft::transport::live::Live;
+    use weft::validate::ProjectContext;
+
+    // Two requests a second: after the second, `X-RateLimit-Remaining: 0` makes the engine wait for the window.
+    let base = start(SandboxConfig { rate_limit: Some((2, Duration::from_secs(1))), ..SandboxConfig::default() }).await;
+    // No other test in this binary reads this variable.
+    std::env::set_var("WEFT_TEST_SANDBOX_GHL_TOKEN", "pit-sandbox-flow-test");
+    let text = format!(
+        "connections:\n  ghl:\n    connector: ghl\n    base_url: {base}/ghl\n    auth: {{ token: {{ env: WEFT_TEST_SANDBOX_GHL_TOKEN }} }}\n    location_id: {LOCATION}\n  razorpay:\n    connector: razorpay\n    base_url: {base}/razorpay\n    auth: {{ username: {{ env: X_ID }}, password: {{ env: X_SECRET }} }}\n"
+    );
+    let ctx = ProjectContext::from_source(&SourceFile::new("weft.yaml", text));
+    assert!(ctx.diagnostics.is_empty(), "{:?}", ctx.diagnostics);
+    let flow = SourceFile::new("payment-captured.yaml", include_str!("fixtures/payment-captured.flow.yaml"));
+    let plan = Arc::new(compile_flow(&flow, &ctx).expect("the fixture flow compiles"));
+    let connections = weft::engine::connection::from_project(&ctx);
+    let policy = RetryPolicy { base: Duration::from_millis(5), ..RetryPolicy::default() };
+    let caller = Arc::new(Caller::new(Arc::new(Live::new().unwrap()), connections.clone(), None, policy));
+    let runner = Runner::new(plan, caller, None, &connections);
+    let body: Value = serde_json::from_str(include_str!("fixtures/payment.captured.json")).unwrap();
+    let event =
+        EventInput { id: "evt_sandbox_1".into(), body, kind: "payment.captured".into(), received_at: String::new() };
+    let started = std::time::Instant::now();
+    let report = runner.run(&event).await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    assert!(started.elapsed() >= Duration::from_millis(900), "the engine did not wait for the window");
+
+    let c = client();
+    let (_, state) = get(&c, format!("{base}/_sandbox/state")).await;
+    let contact = state["ghl"]["contacts"].as_object().unwrap().values().next().expect("the flow upserted a contact");
+    assert_eq!(contact["email"], "gaurav.kumar@example.com");
+    assert_eq!(contact["tags"], json!(["razorpay-paid"]));
+    let notes: Vec<&Value> = state["ghl"]["notes"].as_object().unwrap().values().collect();
+    assert_eq!(notes.len(), 1);
+    assert!(notes[0]["body"].as_str().unwrap().contains("1.00 INR"), "{}", notes[0]["body"]);
+
+    let (_, log) = get(&c, format!("{base}/_sandbox/log")).await;
+    let statuses: Vec<u64> = log.as_array().unwrap().iter().map(|e| e["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [200, 201, 201], "upsert, tags, note: none refused");
+}
