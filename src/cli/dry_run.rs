@@ -20,9 +20,7 @@ pub fn run(flow: &Path, event: &Path, cassette: Option<&Path>, format: Format) -
     let plan = match load::read(flow).map_err(|d| vec![d]).and_then(|f| compile_flow(&f, &ctx)) {
         Ok(p) => Arc::new(p),
         Err(diags) => {
-            for d in &diags {
-                eprintln!("{}", render::human(d, render::Human::plain()));
-            }
+            super::eprint_diagnostics(&diags);
             return EXIT_INVALID;
         }
     };
@@ -36,9 +34,7 @@ pub fn run(flow: &Path, event: &Path, cassette: Option<&Path>, format: Format) -
     let cassette = match cassette.map(Cassette::load).transpose() {
         Ok(c) => c,
         Err(diags) => {
-            for d in &diags {
-                eprintln!("{}", render::human(d, render::Human::plain()));
-            }
+            super::eprint_diagnostics(&diags);
             return EXIT_USAGE;
         }
     };
@@ -50,12 +46,9 @@ pub fn run(flow: &Path, event: &Path, cassette: Option<&Path>, format: Format) -
         body,
         received_at: chrono::Utc::now().to_rfc3339(),
     };
-    let report = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let report = match super::runtime(1) {
         Ok(rt) => rt.block_on(runner.run(&input)),
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let budget = call_budget(std::slice::from_ref(&report), &conns);
     match format {
@@ -106,10 +99,9 @@ fn human_report(report: &RunReport) -> String {
     let mut out = format!("dry run of {} (nothing is sent)\n", report.flow);
     for step in &report.steps {
         let status = match step.status {
-            StepStatus::Ok => "ok",
             StepStatus::Skipped => "skipped (when: false)",
-            StepStatus::Reused => "reused",
             StepStatus::Failed => "FAILED",
+            other => other.as_str(),
         };
         out.push_str(&format!("\n── step {} — {status}\n", step.id));
         for r in &step.requests {

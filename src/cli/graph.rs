@@ -21,9 +21,7 @@ pub fn run(flow: &Path) -> i32 {
     };
     let diags = validate_flow(&file, &ctx);
     if diags.iter().any(|d| d.is_error()) {
-        for d in &diags {
-            eprintln!("{}", render::human(d, render::Human::plain()));
-        }
+        super::eprint_diagnostics(&diags);
         return EXIT_INVALID;
     }
     let Ok(Ok(model)) = load::parse(&file).map(|root| serde_json::from_value::<Flow>(root.to_json())) else {

@@ -24,9 +24,7 @@ pub fn run(target: &Path, input: Option<&Path>, step: Option<&str>) -> i32 {
     let job = match load_job(target, step) {
         Ok(j) => j,
         Err(diags) => {
-            for d in &diags {
-                eprintln!("{}", render::human(d, render::Human::plain()));
-            }
+            super::eprint_diagnostics(&diags);
             return EXIT_INVALID;
         }
     };

@@ -197,6 +197,29 @@ pub enum SchemaKind {
     Connector,
 }
 
+/// Print diagnostics to stderr as miette reports (colourless: they often end up in logs).
+pub(crate) fn eprint_diagnostics(diags: &[crate::diag::Diagnostic]) {
+    for d in diags {
+        eprintln!("{}", crate::diag::render::human(d, crate::diag::render::Human::plain()));
+    }
+}
+
+/// The async runtime of a command (`threads` 1: current thread); a failure to start is a usage error.
+pub(crate) fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, i32> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    if threads > 1 {
+        builder.worker_threads(threads);
+    }
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the runtime: {e}");
+        EXIT_USAGE
+    })
+}
+
 /// Colour only for a terminal, and never when `NO_COLOR` is set (https://no-color.org).
 pub fn use_color(stream_is_tty: bool) -> bool {
     stream_is_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())

@@ -35,9 +35,7 @@ pub fn run(args: RunArgs<'_>) -> i32 {
     let plan = match load::read(args.flow).map_err(|d| vec![d]).and_then(|f| compile_flow(&f, &ctx)) {
         Ok(p) => Arc::new(p),
         Err(diags) => {
-            for d in &diags {
-                eprintln!("{}", render::human(d, render::Human::plain()));
-            }
+            super::eprint_diagnostics(&diags);
             return EXIT_INVALID;
         }
     };
@@ -97,12 +95,9 @@ pub fn run(args: RunArgs<'_>) -> i32 {
         received_at: chrono::Utc::now().to_rfc3339(),
     };
     let started = chrono::Utc::now().timestamp_millis();
-    let report = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let report = match super::runtime(2) {
         Ok(rt) => rt.block_on(runner.run(&input)),
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     history(store.as_ref(), &plan.trigger.describe(), started, &report);
     if let (Some(path), Some(rec)) = (args.record, &recorder) {
@@ -117,10 +112,9 @@ pub fn run(args: RunArgs<'_>) -> i32 {
         _ => {
             for step in &report.steps {
                 let status = match step.status {
-                    StepStatus::Ok => "ok",
-                    StepStatus::Skipped => "skipped",
                     StepStatus::Reused => "reused (already done for this event)",
                     StepStatus::Failed => "FAILED",
+                    other => other.as_str(),
                 };
                 outln!(
                     "step {:<16} {status:<10} {} request(s), {} attempt(s), {} ms",

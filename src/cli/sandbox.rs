@@ -4,7 +4,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::{EXIT_OK, EXIT_USAGE};
-use crate::diag::render;
 use crate::sandbox::{load_seed, parse_rate_limit, serve, SandboxConfig};
 use crate::validate::{find_project, ProjectContext};
 
@@ -29,9 +28,7 @@ pub fn run(
     let seed = match seed.map(load_seed).transpose() {
         Ok(s) => s,
         Err(diags) => {
-            for d in &diags {
-                eprintln!("{}", render::human(d, render::Human::plain()));
-            }
+            super::eprint_diagnostics(&diags);
             return EXIT_USAGE;
         }
     };
@@ -39,12 +36,9 @@ pub fn run(
     let ctx = ProjectContext::load(find_project(Path::new("./x")).as_deref());
     let config = SandboxConfig { fail_rate, latency: Duration::from_millis(latency_ms), rate_limit, seed };
     eprintln!("weft sandbox: http://{listen}/ghl, /razorpay, /payhere, … (GET /_sandbox/state, /_sandbox/log; POST /_sandbox/reset)");
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match super::runtime(2) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     match rt.block_on(async {
         tokio::select! {

@@ -34,9 +34,7 @@ pub fn run(paths: &[PathBuf], listen: std::net::SocketAddr, workers: usize, stat
     let svc = match Service::build(&ctx, paths, store) {
         Ok(s) => Arc::new(s),
         Err(diags) => {
-            for d in &diags {
-                eprintln!("{}", render::human(d, render::Human::plain()));
-            }
+            super::eprint_diagnostics(&diags);
             return EXIT_INVALID;
         }
     };
@@ -47,12 +45,9 @@ pub fn run(paths: &[PathBuf], listen: std::net::SocketAddr, workers: usize, stat
     for line in svc.describe() {
         eprintln!("  {line}");
     }
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match super::runtime(2) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let result = rt.block_on(serve::run(svc, listen, workers, shutdown_signal()));
     match result {

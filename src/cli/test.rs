@@ -40,12 +40,9 @@ pub fn run(paths: &[PathBuf]) -> i32 {
         }
     }
     cases.sort();
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match super::runtime(1) {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return EXIT_USAGE;
-        }
+        Err(code) => return code,
     };
     let bar = progress(cases.len());
     let mut plans = Plans::default();
