@@ -39,3 +39,31 @@ fn github_and_json_formats_point_at_the_line() {
     assert_eq!(doc["diagnostics"][0]["code"], "flow::call::unknown_operation");
     assert!(doc["diagnostics"][0]["line"].as_u64().is_some());
 }
+
+#[test]
+fn events_and_replay_read_the_durable_queue() {
+    use weft::store::{NewEvent, Store};
+    let dir = std::env::temp_dir().join(format!("weft-events-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = dir.join("state.db");
+    let store = weft::store::sqlite::SqliteStore::open(&db).unwrap();
+    let event = NewEvent {
+        connection: "razorpay".into(),
+        event_id: "evt_Cli000000001".into(),
+        kind: "payment.captured".into(),
+        payload: serde_json::json!({}),
+        received_at_ms: 0,
+    };
+    store.enqueue_event(&event).unwrap();
+    let claim = store.claim_event(1, 60_000).unwrap().expect("claimable");
+    store.complete_event(&claim).unwrap();
+    let db = db.to_str().unwrap();
+    let (code, out) = weft(&["events", "--state", db]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("evt_Cli000000001") && out.contains("done"), "{out}");
+    assert_eq!(weft(&["replay", "1", "--state", db]).0, 0);
+    let (_, out) = weft(&["events", "--state", db, "--status", "queued"]);
+    assert!(out.contains("evt_Cli000000001"), "replayed event is queued again: {out}");
+    assert_eq!(weft(&["replay", "1", "--state", db]).0, weft::cli::EXIT_INVALID, "a queued event cannot be replayed");
+    assert_eq!(weft(&["events", "--state", "/nonexistent/state.db"]).0, weft::cli::EXIT_USAGE);
+}

@@ -20,6 +20,7 @@ macro_rules! out {
 
 mod catalog;
 mod dry_run;
+mod events;
 mod graph;
 mod map;
 mod run;
@@ -158,6 +159,29 @@ pub enum Command {
         #[arg(long, default_value = "100/10s")]
         rate_limit: String,
     },
+    /// List the events `weft serve` received (newest first).
+    Events {
+        /// Only `queued`, `claimed`, `done` or `dead` events.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// List the dead letters: events that failed their last attempt.
+    DeadLetters {
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Queue a done or dead event again (by the id `weft events` shows).
+    Replay {
+        id: i64,
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Validate, then run every test case: the check CI runs on a project.
     Check {
         /// Default: `flows/`.
@@ -285,6 +309,9 @@ pub fn run(cli: Cli) -> i32 {
         Command::Sandbox { listen, seed, fail_rate, latency_ms, rate_limit } => {
             sandbox::run(listen, seed.as_deref(), fail_rate, latency_ms, &rate_limit)
         }
+        Command::Events { status, limit, state } => events::list(state.as_deref(), status.as_deref(), limit),
+        Command::DeadLetters { limit, state } => events::list(state.as_deref(), Some("dead"), limit),
+        Command::Replay { id, state } => events::replay(state.as_deref(), id),
         Command::Check { paths } => {
             let paths = if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths };
             let color = use_color(std::io::stderr().is_terminal());
