@@ -121,3 +121,42 @@ async fn shipped_razorpay_flows_against_the_sandbox_write_each_effect_once() {
         .count();
     assert_eq!(notes, 2, "expected one note per event: {log:#}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_flow_runs_once_per_new_item() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let catalog = weft::catalog::Catalog::builtin().unwrap();
+    let seed = serde_json::json!({"razorpay": {"payments": [
+        {"amount": 49900, "created_at": 1717200035, "email": "karan.nair70@example.com"},
+        {"amount": 124369, "created_at": 1717200275, "email": "siddharth.gupta46@example.com"}
+    ]}});
+    let sandbox =
+        listen(try_router(SandboxConfig { seed: Some(seed), ..SandboxConfig::default() }, &catalog).unwrap()).await;
+    let dir = std::env::temp_dir().join(format!("weft-e2e-poll-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).unwrap();
+    std::fs::write(
+        dir.join("weft.yaml"),
+        format!("connections:\n  razorpay:\n    connector: razorpay\n    base_url: {sandbox}/razorpay\n    auth: {{ username: {{ env: HOME }}, password: {{ env: HOME }} }}\n"),
+    )
+    .unwrap();
+    // Each new payment becomes one run that maps it; polling twice must not run a payment twice.
+    std::fs::write(
+        dir.join("flows/new-payments.yaml"),
+        "flow: razorpay-new-payments\ndescription: Every new Razorpay payment, by polling.\ntrigger:\n  poll: { call: razorpay.payments.list-payments, every: 1s, query: { count: 10 }, items: $.items, id: $.id }\nsteps:\n  - id: seen\n    set: { id: $.trigger.id, major: \"${{ trigger.amount / 100 }}\" }\n",
+    )
+    .unwrap();
+    let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
+    assert!(ctx.diagnostics.iter().all(|d| !d.is_error()), "{:?}", ctx.diagnostics);
+    let store = Arc::new(SqliteStore::open(&dir.join(".weft/state.db")).unwrap());
+    let svc = Arc::new(Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}")));
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(svc.clone().poll(stop_rx.clone()));
+    tokio::spawn(svc.clone().work(stop_rx));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let _ = stop.send(true);
+    let events = weft::store::Store::events(store.as_ref(), &weft::store::EventFilter::default()).unwrap();
+    assert_eq!(events.len(), 2, "one event per payment, however often it was polled: {events:?}");
+    assert!(events.iter().all(|e| e.connection == "poll" && e.kind == "razorpay-new-payments"));
+    assert!(svc.metrics.render().contains("weft_events_processed_total 2"), "{}", svc.metrics.render());
+}

@@ -20,6 +20,8 @@ pub struct Plan {
     pub description: String,
     pub file: SourceFile,
     pub trigger: TriggerPlan,
+    /// With a poll trigger: the list call, and where the items and their ids are.
+    pub poll: Option<PollPlan>,
     pub vars: Vec<(String, Mapping)>,
     pub steps: Vec<StepPlan>,
     pub templates: Templates,
@@ -43,6 +45,18 @@ impl TriggerPlan {
             TriggerPlan::Manual => "manual".into(),
         }
     }
+}
+
+/// A poll trigger compiled: the call that lists, the path to the items in its response and the path to
+/// an item's id (the deduplication key).
+#[derive(Debug)]
+pub struct PollPlan {
+    pub call: CallPlan,
+    pub every: std::time::Duration,
+    /// Over the list response (not the run context).
+    pub items: serde_json_path::JsonPath,
+    /// Over one item.
+    pub id: serde_json_path::JsonPath,
 }
 
 #[derive(Debug)]
@@ -97,6 +111,27 @@ pub fn compile_flow(file: &SourceFile, ctx: &ProjectContext) -> Result<Plan, Vec
         _ => TriggerPlan::Manual,
     };
 
+    let poll = match (&flow.trigger.poll, root.get("trigger").and_then(|t| t.get("poll"))) {
+        (Some(p), Some(node)) => {
+            let call_span = node.get("call").map_or(node.span, |n| n.span);
+            let call = compile_call(&p.call, call_span, node, ctx, &mut templates).map_err(fail)?;
+            let path_of = |key: &str| -> Result<serde_json_path::JsonPath, Diagnostic> {
+                let n = node.get(key).unwrap_or(node);
+                serde_json_path::JsonPath::parse(n.as_str().unwrap_or("$")).map_err(|e| {
+                    Diagnostic::error(codes::FLOW_PATH_SYNTAX, format!("invalid JSONPath: {}", e.message()))
+                        .label(n.span, "here")
+                })
+            };
+            Some(PollPlan {
+                call,
+                every: parse_every(&p.every),
+                items: path_of("items").map_err(fail)?,
+                id: path_of("id").map_err(fail)?,
+            })
+        }
+        _ => None,
+    };
+
     let mut vars = Vec::new();
     if let Some(entries) = root.get("vars").and_then(Node::as_map) {
         for e in entries {
@@ -137,7 +172,28 @@ pub fn compile_flow(file: &SourceFile, ctx: &ProjectContext) -> Result<Plan, Vec
             action,
         });
     }
-    Ok(Plan { name: flow.flow, description: flow.description, file: file.clone(), trigger, vars, steps, templates })
+    Ok(Plan {
+        name: flow.flow,
+        description: flow.description,
+        file: file.clone(),
+        trigger,
+        poll,
+        vars,
+        steps,
+        templates,
+    })
+}
+
+/// `30s`, `5m`, `1h` (validated by the schema's pattern); anything else polls every minute.
+fn parse_every(every: &str) -> std::time::Duration {
+    let (number, unit) = every.split_at(every.len().saturating_sub(1));
+    let n: u64 = number.parse().unwrap_or(60);
+    std::time::Duration::from_secs(match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => 60,
+    })
 }
 
 /// Validation rejects a step with neither `call` nor `set`; kept as an error, not a panic.

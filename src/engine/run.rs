@@ -443,6 +443,37 @@ impl Runner {
         Ok(ItemDone { output: serde_json::json!({"items": items, "pages": pages}), requests, attempts, reused: false })
     }
 
+    /// Poll once: call the trigger's list operation and return each item with its id (a poll trigger's
+    /// values may read `vars` and `connections`).
+    pub async fn poll_items(&self) -> Result<Vec<(String, Value)>, Diagnostic> {
+        let file = &self.plan.file;
+        let Some(poll) = &self.plan.poll else { return Ok(Vec::new()) };
+        let ctx = Context { connections: self.connections.clone(), ..Context::default() };
+        let eval = Evaluator::new(&self.plan.templates, Arc::new(ctx));
+        let req = self.render(&poll.call, &eval).map_err(|d| d.in_file(file))?;
+        let sent = self.sender.send(&req, None).await.map_err(|e| {
+            Diagnostic::error(e.code, format!("poll of `{}`: {}", self.plan.name, e.message))
+                .label(poll.call.span, "here")
+                .in_file(file)
+        })?;
+        let body = sent.response.body;
+        // `items` may select one list (`$.items`) or the elements themselves (`$.items[*]`).
+        let items: Vec<Value> = poll
+            .items
+            .query(&body)
+            .all()
+            .into_iter()
+            .flat_map(|v| v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]))
+            .collect();
+        Ok(items
+            .into_iter()
+            .filter_map(|item| {
+                let id = poll.id.query(&item).first().and_then(scalar_text)?;
+                Some((id, item))
+            })
+            .collect())
+    }
+
     /// Evaluate a call's mappings into a template-free request.
     fn render(&self, call: &CallPlan, eval: &Evaluator<'_>) -> Result<RequestSpec, Diagnostic> {
         let to_diag = |e: MapError| Diagnostic::error(e.code, e.message).label(e.span, "here").help(e.help);

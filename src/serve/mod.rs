@@ -47,6 +47,8 @@ pub struct Service {
     routes: HashMap<(String, String), Vec<Arc<Runner>>>,
     /// Scheduled flows: each fires into the queue as connection `schedule`, kind = the flow's name.
     schedules: Vec<Schedule>,
+    /// Poll-triggered flows: each new item fires into the queue as connection `poll`, kind = the flow's name.
+    pollers: Vec<Arc<Runner>>,
     queue_retry: QueueRetry,
     pub metrics: Metrics,
     wake: tokio::sync::Notify,
@@ -76,6 +78,7 @@ impl Service {
             Arc::new(Caller::new(Arc::new(live), connections.clone(), Some(store.clone()), RetryPolicy::default()));
         let mut routes: HashMap<(String, String), Vec<Arc<Runner>>> = HashMap::new();
         let mut schedules = Vec::new();
+        let mut pollers = Vec::new();
         let mut problems = Vec::new();
         for path in flow_files(flows) {
             let file = match crate::dsl::load::read(&path) {
@@ -100,19 +103,26 @@ impl Service {
                                 _ => None,
                             }
                         }
-                        // Poll triggers are not served yet (see the README).
-                        TriggerPlan::Poll { .. } | TriggerPlan::Manual => None,
+                        TriggerPlan::Poll { .. } => Some(("poll".to_string(), plan.name.clone())),
+                        TriggerPlan::Manual => None,
                     };
                     if let Some(key) = key {
-                        let runner = Runner::new(Arc::new(plan), caller.clone(), Some(store.clone()), &connections);
-                        routes.entry(key).or_default().push(Arc::new(runner));
+                        let runner =
+                            Arc::new(Runner::new(Arc::new(plan), caller.clone(), Some(store.clone()), &connections));
+                        if key.0 == "poll" {
+                            pollers.push(runner.clone());
+                        }
+                        routes.entry(key).or_default().push(runner);
                     }
                 }
                 Err(d) => problems.extend(d.into_iter().filter(Diagnostic::is_error)),
             }
         }
         let mut inbound = HashMap::new();
-        for (name, info) in &ctx.connections {
+        // Only connections that some flow is triggered by receive webhooks (and need a webhook secret).
+        let used: std::collections::HashSet<&str> =
+            routes.keys().filter(|(c, _)| c != "schedule" && c != "poll").map(|(c, _)| c.as_str()).collect();
+        for (name, info) in ctx.connections.iter().filter(|(n, _)| used.contains(n.as_str())) {
             let Some(connector) = ctx.catalog.connector(&info.connector) else { continue };
             let Some(hooks) = &connector.manifest.webhooks else { continue };
             let secret = match info.config.as_ref().and_then(|c| c.webhook_secret.as_ref()) {
@@ -158,6 +168,7 @@ impl Service {
             inbound,
             routes,
             schedules,
+            pollers,
             queue_retry: QueueRetry::default(),
             metrics: Metrics::default(),
             wake: tokio::sync::Notify::new(),
@@ -339,6 +350,53 @@ impl Service {
         }
     }
 
+    /// Poll every poll-triggered flow on its interval; each item not seen before (the flow + the item's id is
+    /// the event id, deduplicated by the queue) becomes one queued run with the item as `$.trigger`.
+    pub async fn poll(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        if self.pollers.is_empty() {
+            return;
+        }
+        let mut next: Vec<Instant> = self.pollers.iter().map(|_| Instant::now()).collect();
+        loop {
+            let now = Instant::now();
+            for (i, runner) in self.pollers.iter().enumerate() {
+                if next[i] > now {
+                    continue;
+                }
+                let every = runner.plan.poll.as_ref().map_or(Duration::from_secs(60), |p| p.every);
+                next[i] = now + every;
+                match runner.poll_items().await {
+                    Ok(items) => {
+                        let mut fresh = 0;
+                        for (id, item) in items {
+                            let event = NewEvent {
+                                connection: "poll".into(),
+                                event_id: format!("{}:{id}", runner.plan.name),
+                                kind: runner.plan.name.clone(),
+                                payload: item,
+                                received_at_ms: chrono::Utc::now().timestamp_millis(),
+                            };
+                            if matches!(self.store.enqueue_event(&event), Ok(Enqueued::New(_))) {
+                                fresh += 1;
+                            }
+                        }
+                        if fresh > 0 {
+                            self.metrics.received.fetch_add(fresh, std::sync::atomic::Ordering::Relaxed);
+                            self.wake.notify_waiters();
+                        }
+                    }
+                    Err(d) => eprintln!("weft serve: {}", render::one_line(&d)),
+                }
+            }
+            let wait =
+                next.iter().min().map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
     /// The flows each (connection, event) runs, for the start-up banner.
     pub fn describe(&self) -> Vec<String> {
         let mut out: Vec<String> = self
@@ -385,6 +443,7 @@ pub async fn run(
         handles.push(tokio::spawn(svc.clone().work(stop_rx.clone())));
     }
     handles.push(tokio::spawn(svc.clone().schedule(stop_rx.clone())));
+    handles.push(tokio::spawn(svc.clone().poll(stop_rx.clone())));
     let app = svc.router();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     let _ = stop_tx.send(true);
