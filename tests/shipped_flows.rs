@@ -67,3 +67,23 @@ fn events_and_replay_read_the_durable_queue() {
     assert_eq!(weft(&["replay", "1", "--state", db]).0, weft::cli::EXIT_INVALID, "a queued event cannot be replayed");
     assert_eq!(weft(&["events", "--state", "/nonexistent/state.db"]).0, weft::cli::EXIT_USAGE);
 }
+
+#[test]
+fn dry_run_prints_requests_with_credentials_redacted() {
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "dry-run",
+            "flows/razorpay/refund-processed.yaml",
+            "--event",
+            "connectors/razorpay/webhooks/refund.processed.json",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("GHL_TOKEN", "pit-dry-run-secret-0042")
+        .output()
+        .expect("run weft");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("GET https://services.leadconnectorhq.com/contacts/search/duplicate?"), "{text}");
+    assert!(text.contains("Authorization: Bearer [redacted]") && text.contains("Version: 2021-07-28"), "{text}");
+    assert!(!text.contains("pit-dry-run-secret-0042"), "the token leaked:\n{text}");
+    assert!(text.contains("call budget:"), "{text}");
+}

@@ -68,7 +68,7 @@ pub fn run(flow: &Path, event: &Path, cassette: Option<&Path>, format: Format) -
             outln!("{}", super::pretty(&doc))
         }
         _ => {
-            out!("{}", human_report(&report));
+            out!("{}", human_report(&report, &conns));
             outln!("call budget:");
             for b in &budget {
                 outln!("  {b}");
@@ -95,7 +95,27 @@ pub fn json_report(report: &RunReport) -> serde_json::Value {
     })
 }
 
-fn human_report(report: &RunReport) -> String {
+/// The headers the runtime would add to a request on this connection, with credentials shown redacted.
+fn runtime_headers(conn: Option<&crate::engine::connection::ConnectionRuntime>) -> Vec<(String, String)> {
+    use crate::catalog::manifest::AuthScheme;
+    let Some(c) = conn else { return Vec::new() };
+    let mut headers = c.headers.clone();
+    let auth = match c.auth_scheme {
+        AuthScheme::Bearer | AuthScheme::Oauth2 => Some(("Authorization".to_string(), "Bearer [redacted]".to_string())),
+        AuthScheme::Basic => Some(("Authorization".to_string(), "Basic [redacted]".to_string())),
+        AuthScheme::Header => {
+            c.auth_header.clone().filter(|_| c.auth.api_key.is_some()).map(|h| (h, "[redacted]".to_string()))
+        }
+        AuthScheme::Url | AuthScheme::None => None,
+    };
+    headers.extend(auth);
+    headers
+}
+
+fn human_report(
+    report: &RunReport,
+    conns: &indexmap::IndexMap<String, crate::engine::connection::ConnectionRuntime>,
+) -> String {
     let mut out = format!("dry run of {} (nothing is sent)\n", report.flow);
     for step in &report.steps {
         let status = match step.status {
@@ -107,7 +127,7 @@ fn human_report(report: &RunReport) -> String {
         for r in &step.requests {
             let note = if r.is_write() { "   (write: not sent)" } else { "" };
             out.push_str(&format!("   {} {}{note}\n", r.method, r.url()));
-            for (k, v) in &r.headers {
+            for (k, v) in runtime_headers(conns.get(&r.connection)).iter().chain(&r.headers) {
                 out.push_str(&format!("   {k}: {v}\n"));
             }
             if let Some(body) = &r.body {

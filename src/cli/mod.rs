@@ -265,7 +265,8 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Command::Validate { paths, format, deny_warnings } => {
             let paths = if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths };
-            validate::run(&paths, format, deny_warnings, use_color(std::io::stderr().is_terminal()))
+            // The report goes to stdout: colour only when stdout is a terminal.
+            validate::run(&paths, format, deny_warnings, use_color(std::io::stdout().is_terminal()))
         }
         Command::Schema { which } => {
             use crate::dsl::shape::Format as F;
@@ -314,7 +315,7 @@ pub fn run(cli: Cli) -> i32 {
         Command::Replay { id, state } => events::replay(state.as_deref(), id),
         Command::Check { paths } => {
             let paths = if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths };
-            let color = use_color(std::io::stderr().is_terminal());
+            let color = use_color(std::io::stdout().is_terminal());
             let validated = validate::run(&paths, Format::Human, false, color);
             if validated != EXIT_OK {
                 return validated;
