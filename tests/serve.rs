@@ -153,3 +153,30 @@ async fn scheduled_flows_fire_into_the_queue_once_per_time() {
     assert_eq!(ids.len(), events.len(), "each time fires once");
     assert!(svc.metrics.render().contains("weft_events_processed_total"));
 }
+
+#[tokio::test]
+async fn a_reload_swaps_in_valid_flows_and_keeps_the_old_ones_on_error() {
+    let dir = std::env::temp_dir().join(format!("weft-serve-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).unwrap();
+    std::fs::write(dir.join("weft.yaml"), "connections: {}\n").unwrap();
+    let tick = |name: &str| {
+        format!("flow: {name}\ndescription: A tick.\ntrigger:\n  schedule: {{ cron: \"0 2 * * *\" }}\nsteps:\n  - id: at\n    set: {{ at: $.trigger.scheduled_at }}\n")
+    };
+    std::fs::write(dir.join("flows/a.yaml"), tick("tick-a")).unwrap();
+    let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
+    let store = Arc::new(SqliteStore::open(&dir.join(".weft/state.db")).unwrap());
+    let svc = Service::build(&ctx, &[dir.join("flows")], store).unwrap_or_else(|d| panic!("{d:#?}"));
+    assert_eq!(svc.describe(), ["schedule tick-a → tick-a"]);
+
+    // A valid new flow is picked up.
+    std::fs::write(dir.join("flows/b.yaml"), tick("tick-b")).unwrap();
+    assert_eq!(svc.reload().unwrap(), 2);
+    assert_eq!(svc.describe(), ["schedule tick-a → tick-a", "schedule tick-b → tick-b"]);
+
+    // An invalid change is rejected with its diagnostics, and both flows keep running.
+    std::fs::write(dir.join("flows/b.yaml"), tick("tick-b").replace("0 2 * * *", "99 2 * * *")).unwrap();
+    let diags = svc.reload().unwrap_err();
+    assert!(diags.iter().any(|d| d.code.id == "flow::trigger::bad_cron"), "{diags:#?}");
+    assert_eq!(svc.describe(), ["schedule tick-a → tick-a", "schedule tick-b → tick-b"]);
+}

@@ -38,9 +38,23 @@ use signature::{Delivery, Verifier};
 /// How long a worker owns a claimed event before another may take it over.
 const LEASE: Duration = Duration::from_secs(300);
 
-/// What the server needs, built once at start-up.
+/// What the server needs: the store and the current [`Flows`], which a reload replaces as a whole.
 pub struct Service {
     store: Arc<dyn Store>,
+    flows: std::sync::RwLock<Arc<Flows>>,
+    /// Where the flows came from, for reloads: the project file and the flow paths.
+    project: Option<PathBuf>,
+    paths: Vec<PathBuf>,
+    queue_retry: QueueRetry,
+    pub metrics: Metrics,
+    wake: tokio::sync::Notify,
+    /// Wakes the scheduler and the poller after a reload, so new times and intervals apply at once.
+    reloaded: tokio::sync::Notify,
+}
+
+/// The compiled flows and how deliveries reach them. Built whole and swapped whole: a reload that fails to
+/// validate leaves the running set untouched.
+pub struct Flows {
     /// Connection → how its deliveries are checked and read.
     inbound: HashMap<String, Inbound>,
     /// (connection, event) → the flows it triggers.
@@ -49,9 +63,6 @@ pub struct Service {
     schedules: Vec<Schedule>,
     /// Poll-triggered flows: each new item fires into the queue as connection `poll`, kind = the flow's name.
     pollers: Vec<Arc<Runner>>,
-    queue_retry: QueueRetry,
-    pub metrics: Metrics,
-    wake: tokio::sync::Notify,
 }
 
 struct Schedule {
@@ -71,6 +82,42 @@ impl Service {
     /// Compile every webhook flow under `flows` and prepare each connection's verifier. Invalid flows stop
     /// start-up with their diagnostics: a server never runs a flow that does not validate.
     pub fn build(ctx: &ProjectContext, flows: &[PathBuf], store: Arc<dyn Store>) -> Result<Service, Vec<Diagnostic>> {
+        let compiled = Flows::build(ctx, flows, store.clone())?;
+        Ok(Service {
+            store,
+            flows: std::sync::RwLock::new(Arc::new(compiled)),
+            project: ctx.file.as_ref().map(|f| f.path().to_path_buf()),
+            paths: flows.to_vec(),
+            queue_retry: QueueRetry::default(),
+            metrics: Metrics::default(),
+            wake: tokio::sync::Notify::new(),
+            reloaded: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// The flows in force now.
+    pub fn current(&self) -> Arc<Flows> {
+        self.flows.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Re-read weft.yaml and the flows, validate and compile them, and swap them in. On any error the running
+    /// flows stay, and the diagnostics say why. Returns how many flows are now served.
+    pub fn reload(&self) -> Result<usize, Vec<Diagnostic>> {
+        let ctx = ProjectContext::load(self.project.as_deref());
+        let errors: Vec<Diagnostic> = ctx.diagnostics.iter().filter(|d| d.is_error()).cloned().collect();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let fresh = Flows::build(&ctx, &self.paths, self.store.clone())?;
+        let count = fresh.routes.values().map(Vec::len).sum();
+        *self.flows.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        self.reloaded.notify_waiters();
+        Ok(count)
+    }
+}
+
+impl Flows {
+    fn build(ctx: &ProjectContext, flows: &[PathBuf], store: Arc<dyn Store>) -> Result<Flows, Vec<Diagnostic>> {
         let connections = from_project(ctx);
         let live =
             Live::new().map_err(|e| vec![Diagnostic::error(crate::diag::codes::RUN_HTTP_TRANSPORT, e.to_string())])?;
@@ -163,18 +210,11 @@ impl Service {
         if !problems.is_empty() {
             return Err(problems);
         }
-        Ok(Service {
-            store,
-            inbound,
-            routes,
-            schedules,
-            pollers,
-            queue_retry: QueueRetry::default(),
-            metrics: Metrics::default(),
-            wake: tokio::sync::Notify::new(),
-        })
+        Ok(Flows { inbound, routes, schedules, pollers })
     }
+}
 
+impl Service {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/hooks/{connection}", post(receive))
@@ -194,7 +234,8 @@ impl Service {
             self.metrics.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Err((status, msg))
         };
-        let Some(inbound) = self.inbound.get(connection) else {
+        let flows = self.current();
+        let Some(inbound) = flows.inbound.get(connection) else {
             return reject(StatusCode::NOT_FOUND, format!("no webhook connection `{connection}`"));
         };
         if let Err(e) = inbound.verifier.verify(&Delivery { headers, body }, chrono::Utc::now()) {
@@ -250,8 +291,12 @@ impl Service {
             match self.store.claim_event(now, LEASE.as_millis() as i64) {
                 Ok(Some(claim)) => {
                     let started = Instant::now();
-                    let runners =
-                        self.routes.get(&(claim.connection.clone(), claim.kind.clone())).cloned().unwrap_or_default();
+                    let runners = self
+                        .current()
+                        .routes
+                        .get(&(claim.connection.clone(), claim.kind.clone()))
+                        .cloned()
+                        .unwrap_or_default();
                     let input = EventInput {
                         id: format!("{}:{}", claim.connection, claim.event_id),
                         body: claim.payload.clone(),
@@ -309,32 +354,25 @@ impl Service {
     /// Fire scheduled flows: at each cron time, enqueue an event `schedule` / flow name whose id is the flow and
     /// the time, so that two servers on one database (or a restart within the minute) fire it once.
     pub async fn schedule(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        if self.schedules.is_empty() {
-            return;
-        }
         loop {
+            let flows = self.current();
             let now = chrono::Utc::now();
-            let next = self
-                .schedules
-                .iter()
-                .filter_map(|s| {
-                    s.cron
-                        .find_next_occurrence(&now.with_timezone(&s.offset), false)
-                        .ok()
-                        .map(|t| (t.with_timezone(&chrono::Utc), s))
-                })
-                .min_by_key(|(t, _)| *t);
-            let Some((at, _)) = next else { return };
-            let wait = (at - now).to_std().unwrap_or_default();
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = shutdown.changed() => return,
-            }
-            for s in self.schedules.iter().filter(|s| {
+            let next_of = |s: &Schedule| {
                 s.cron
                     .find_next_occurrence(&now.with_timezone(&s.offset), false)
-                    .is_ok_and(|t| t.with_timezone(&chrono::Utc) == at)
-            }) {
+                    .ok()
+                    .map(|t| t.with_timezone(&chrono::Utc))
+            };
+            let next = flows.schedules.iter().filter_map(next_of).min();
+            // Nothing scheduled: wait for a reload (or shutdown).
+            let wait = next.map_or(Duration::from_secs(3600), |at| (at - now).to_std().unwrap_or_default());
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.reloaded.notified() => continue,
+                _ = shutdown.changed() => return,
+            }
+            let Some(at) = next else { continue };
+            for s in flows.schedules.iter().filter(|s| next_of(s) == Some(at)) {
                 let event = NewEvent {
                     connection: "schedule".into(),
                     event_id: format!("{}@{}", s.flow, at.to_rfc3339()),
@@ -353,18 +391,17 @@ impl Service {
     /// Poll every poll-triggered flow on its interval; each item not seen before (the flow + the item's id is
     /// the event id, deduplicated by the queue) becomes one queued run with the item as `$.trigger`.
     pub async fn poll(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        if self.pollers.is_empty() {
-            return;
-        }
-        let mut next: Vec<Instant> = self.pollers.iter().map(|_| Instant::now()).collect();
+        // Next poll time per flow, by name, so a reload keeps the rhythm of flows it did not change.
+        let mut next: HashMap<String, Instant> = HashMap::new();
         loop {
+            let flows = self.current();
             let now = Instant::now();
-            for (i, runner) in self.pollers.iter().enumerate() {
-                if next[i] > now {
+            for runner in &flows.pollers {
+                let due = next.entry(runner.plan.name.clone()).or_insert(now);
+                if *due > now {
                     continue;
                 }
-                let every = runner.plan.poll.as_ref().map_or(Duration::from_secs(60), |p| p.every);
-                next[i] = now + every;
+                *due = now + runner.plan.poll.as_ref().map_or(Duration::from_secs(60), |p| p.every);
                 match runner.poll_items().await {
                     Ok(items) => {
                         let mut fresh = 0;
@@ -388,18 +425,79 @@ impl Service {
                     Err(d) => eprintln!("weft serve: {}", render::one_line(&d)),
                 }
             }
+            let names: std::collections::HashSet<&str> = flows.pollers.iter().map(|r| r.plan.name.as_str()).collect();
+            next.retain(|name, _| names.contains(name.as_str()));
             let wait =
-                next.iter().min().map_or(Duration::from_secs(1), |t| t.saturating_duration_since(Instant::now()));
+                next.values().min().map_or(Duration::from_secs(3600), |t| t.saturating_duration_since(Instant::now()));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                _ = self.reloaded.notified() => {}
                 _ = shutdown.changed() => return,
             }
         }
     }
 
+    /// Reload on SIGHUP, and when a flow file or weft.yaml changes (checked every 2 s: no file-watching
+    /// dependency for what a 2-second poll of a few dozen files does).
+    pub async fn watch(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        #[cfg(unix)]
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut seen = self.fingerprint();
+        loop {
+            #[cfg(unix)]
+            let sighup = async {
+                match hangup.as_mut() {
+                    Some(h) => {
+                        h.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let sighup = std::future::pending::<()>();
+            let why = tokio::select! {
+                _ = sighup => "SIGHUP",
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                    let now = self.fingerprint();
+                    if now == seen {
+                        continue;
+                    }
+                    seen = now;
+                    "a changed file"
+                }
+                _ = shutdown.changed() => return,
+            };
+            match self.reload() {
+                Ok(n) => eprintln!("weft serve: reloaded after {why}: {n} flow(s) served"),
+                Err(diags) => {
+                    eprintln!("weft serve: reload after {why} rejected; the running flows stay:");
+                    for d in &diags {
+                        eprintln!("  {}", render::one_line(d));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Names, sizes and modification times of weft.yaml and every flow file.
+    fn fingerprint(&self) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+        let mut files = flow_files(&self.paths);
+        files.extend(self.project.clone());
+        files
+            .into_iter()
+            .map(|p| {
+                let meta = std::fs::metadata(&p).ok();
+                let len = meta.as_ref().map_or(0, |m| m.len());
+                let modified = meta.and_then(|m| m.modified().ok());
+                (p, len, modified)
+            })
+            .collect()
+    }
+
     /// The flows each (connection, event) runs, for the start-up banner.
     pub fn describe(&self) -> Vec<String> {
         let mut out: Vec<String> = self
+            .current()
             .routes
             .iter()
             .map(|((c, e), rs)| {
@@ -444,6 +542,7 @@ pub async fn run(
     }
     handles.push(tokio::spawn(svc.clone().schedule(stop_rx.clone())));
     handles.push(tokio::spawn(svc.clone().poll(stop_rx.clone())));
+    handles.push(tokio::spawn(svc.clone().watch(stop_rx.clone())));
     let app = svc.router();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     let _ = stop_tx.send(true);
