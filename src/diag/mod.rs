@@ -105,6 +105,7 @@ impl Sink {
         self.diagnostics.push(d.in_file(&self.file));
     }
 
+    /// Report an error at `span`; the returned diagnostic can take a `help`.
     pub fn error(
         &mut self,
         code: &'static Code,
@@ -112,10 +113,10 @@ impl Sink {
         message: impl Into<String>,
         label: impl Into<String>,
     ) -> &mut Diagnostic {
-        self.push(Diagnostic::error(code, message).label(span, label));
-        self.diagnostics.last_mut().expect("just pushed")
+        self.add(Diagnostic::error(code, message).label(span, label))
     }
 
+    /// Report a warning at `span`.
     pub fn warning(
         &mut self,
         code: &'static Code,
@@ -123,7 +124,11 @@ impl Sink {
         message: impl Into<String>,
         label: impl Into<String>,
     ) -> &mut Diagnostic {
-        self.push(Diagnostic::warning(code, message).label(span, label));
+        self.add(Diagnostic::warning(code, message).label(span, label))
+    }
+
+    fn add(&mut self, d: Diagnostic) -> &mut Diagnostic {
+        self.push(d);
         self.diagnostics.last_mut().expect("just pushed")
     }
 
