@@ -50,6 +50,16 @@ pub struct Service {
     wake: tokio::sync::Notify,
     /// Wakes the scheduler and the poller after a reload, so new times and intervals apply at once.
     reloaded: tokio::sync::Notify,
+    commits: GroupCommit,
+}
+
+/// Deliveries waiting for their transaction. Each webhook must be on disk before its 2xx, but one transaction
+/// (one WAL sync) per webhook caps ingest at what the disk syncs per second; instead the first waiting request
+/// commits everything queued meanwhile in one transaction, then answers each (group commit).
+#[derive(Default)]
+struct GroupCommit {
+    pending: std::sync::Mutex<Vec<(NewEvent, tokio::sync::oneshot::Sender<Result<Enqueued, String>>)>>,
+    committing: std::sync::atomic::AtomicBool,
 }
 
 /// The compiled flows and how deliveries reach them. Built whole and swapped whole: a reload that fails to
@@ -92,6 +102,7 @@ impl Service {
             metrics: Metrics::default(),
             wake: tokio::sync::Notify::new(),
             reloaded: tokio::sync::Notify::new(),
+            commits: GroupCommit::default(),
         })
     }
 
@@ -224,7 +235,7 @@ impl Service {
     }
 
     /// Persist one delivery. Answers before any flow runs; a duplicate is acknowledged, not queued again.
-    pub fn ingest(
+    pub async fn ingest(
         &self,
         connection: &str,
         headers: &[(String, String)],
@@ -266,19 +277,62 @@ impl Service {
             payload,
             received_at_ms: chrono::Utc::now().timestamp_millis(),
         };
-        match self.store.enqueue_event(&event) {
+        let event_id = event.event_id.clone();
+        match self.persist(event).await {
             Ok(Enqueued::New(id)) => {
                 self.metrics.received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.wake.notify_one();
-                Ok((StatusCode::OK, json!({"status": "queued", "id": id.0, "event_id": event.event_id})))
+                Ok((StatusCode::OK, json!({"status": "queued", "id": id.0, "event_id": event_id})))
             }
             Ok(Enqueued::Duplicate(id)) => {
                 self.metrics.duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Ok((StatusCode::OK, json!({"status": "duplicate", "id": id.0, "event_id": event.event_id})))
+                Ok((StatusCode::OK, json!({"status": "duplicate", "id": id.0, "event_id": event_id})))
             }
             // Not persisted: the sender must retry, so answer 503 rather than 2xx.
             Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("could not persist the event: {e}"))),
         }
+    }
+
+    /// Store one delivery through the group commit; returns once it is in the database.
+    async fn persist(&self, event: NewEvent) -> Result<Enqueued, String> {
+        use std::sync::atomic::Ordering::AcqRel;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.commits.pending.lock().unwrap_or_else(|p| p.into_inner()).push((event, tx));
+        // Lead a commit unless one is running; the leader drains until nothing is pending, so no delivery waits
+        // for a commit that will not come.
+        while self
+            .commits
+            .committing
+            .compare_exchange(false, true, AcqRel, std::sync::atomic::Ordering::Acquire)
+            .is_ok()
+        {
+            loop {
+                let batch = std::mem::take(&mut *self.commits.pending.lock().unwrap_or_else(|p| p.into_inner()));
+                if batch.is_empty() {
+                    break;
+                }
+                let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().unzip();
+                let store = self.store.clone();
+                let result = tokio::task::spawn_blocking(move || store.enqueue_events(&events))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                match result {
+                    Ok(outcomes) => replies.into_iter().zip(outcomes).for_each(|(reply, o)| {
+                        let _ = reply.send(Ok(o));
+                    }),
+                    Err(e) => replies.into_iter().for_each(|reply| {
+                        let _ = reply.send(Err(e.clone()));
+                    }),
+                }
+            }
+            self.commits.committing.store(false, std::sync::atomic::Ordering::Release);
+            // A delivery queued after the last drain but before the flag fell is committed by the next pass.
+            if self.commits.pending.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+                break;
+            }
+        }
+        rx.await.map_err(|_| "the commit was abandoned".to_string())?
     }
 
     /// One worker: claim, run the event's flows, settle; sleep until woken when the queue is empty.
@@ -517,7 +571,7 @@ async fn receive(
 ) -> impl IntoResponse {
     let headers: Vec<(String, String)> =
         headers.iter().filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))).collect();
-    match svc.ingest(&connection, &headers, &body) {
+    match svc.ingest(&connection, &headers, &body).await {
         Ok((status, body)) => (status, Json(body)).into_response(),
         Err((status, message)) => (status, Json(json!({"error": message}))).into_response(),
     }

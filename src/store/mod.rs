@@ -44,6 +44,9 @@ pub trait Store: Send + Sync {
     /// Persist a received event before it is acknowledged. A second delivery of the same (connection, event id)
     /// is not queued again: the answer says which event already holds it.
     fn enqueue_event(&self, event: &NewEvent) -> Result<Enqueued, StoreError>;
+    /// [`Store::enqueue_event`] for many deliveries in one transaction (group commit): what a busy server does
+    /// so that one disk sync covers every webhook that arrived meanwhile. All are stored, or none.
+    fn enqueue_events(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>, StoreError>;
     /// Enqueue what one poll found and move that poll's cursor, in one transaction: a crash either keeps both or
     /// neither, so the next poll neither skips events nor queues them twice.
     fn enqueue_polled(&self, poll: &str, events: &[NewEvent], cursor: &str) -> Result<Vec<Enqueued>, StoreError>;

@@ -264,6 +264,10 @@ impl Store for SqliteStore {
         self.in_transaction("queue an event", |tx| queue::enqueue(tx, event))
     }
 
+    fn enqueue_events(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>, StoreError> {
+        self.in_transaction("queue events", |tx| events.iter().map(|event| queue::enqueue(tx, event)).collect())
+    }
+
     fn enqueue_polled(&self, poll: &str, events: &[NewEvent], cursor: &str) -> Result<Vec<Enqueued>, StoreError> {
         self.in_transaction("queue polled events", |tx| {
             let queued = events.iter().map(|event| queue::enqueue(tx, event)).collect::<Result<Vec<_>, _>>()?;
