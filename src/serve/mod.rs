@@ -56,9 +56,12 @@ pub struct Service {
 /// Deliveries waiting for their transaction. Each webhook must be on disk before its 2xx, but one transaction
 /// (one WAL sync) per webhook caps ingest at what the disk syncs per second; instead the first waiting request
 /// commits everything queued meanwhile in one transaction, then answers each (group commit).
+/// A delivery and where to send the outcome of its commit.
+type Waiting = (NewEvent, tokio::sync::oneshot::Sender<Result<Enqueued, String>>);
+
 #[derive(Default)]
 struct GroupCommit {
-    pending: std::sync::Mutex<Vec<(NewEvent, tokio::sync::oneshot::Sender<Result<Enqueued, String>>)>>,
+    pending: std::sync::Mutex<Vec<Waiting>>,
     committing: std::sync::atomic::AtomicBool,
 }
 
