@@ -75,7 +75,15 @@ impl ConnectionRuntime {
             auth_scheme: m.auth.scheme,
             auth_header: auth.header.clone().or_else(|| m.auth.header.clone()),
             auth,
-            token_url: m.auth.token_url.clone(),
+            // A connection pointed elsewhere (a sandbox, a proxy) refreshes tokens there too, not at the real app.
+            token_url: m.auth.token_url.as_ref().map(|url| {
+                match (&m.base_url, conn.and_then(|c| c.base_url.as_ref())) {
+                    (Some(default), Some(own)) if url.starts_with(default.trim_end_matches('/')) => {
+                        format!("{}{}", own.trim_end_matches('/'), &url[default.trim_end_matches('/').len()..])
+                    }
+                    _ => url.clone(),
+                }
+            }),
             headers: m.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             rate_limit: conn.and_then(|c| c.rate_limit.clone()).or_else(|| m.rate_limit.clone()),
             retry_statuses: if m.retry_statuses.is_empty() {
@@ -87,5 +95,23 @@ impl ConnectionRuntime {
             location_id: conn.and_then(|c| c.location_id.clone()),
             base_dir: base_dir.to_path_buf(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_connection_with_its_own_base_url_refreshes_tokens_there() {
+        let catalog = Catalog::builtin().expect("catalog");
+        let conn: Connection =
+            serde_json::from_value(serde_json::json!({"connector": "ghl", "base_url": "http://127.0.0.1:8090/ghl"}))
+                .unwrap();
+        let rt = ConnectionRuntime::build("ghl", Some(&conn), "ghl", &catalog, Path::new(".")).unwrap();
+        assert_eq!(rt.base_url, "http://127.0.0.1:8090/ghl");
+        assert_eq!(rt.token_url.as_deref(), Some("http://127.0.0.1:8090/ghl/oauth/token"));
+        let plain = ConnectionRuntime::build("ghl", None, "ghl", &catalog, Path::new(".")).unwrap();
+        assert_eq!(plain.token_url.as_deref(), Some("https://services.leadconnectorhq.com/oauth/token"));
     }
 }
