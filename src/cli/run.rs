@@ -89,7 +89,10 @@ pub fn run(args: RunArgs<'_>) -> i32 {
     let caller = Arc::new(Caller::new(transport, connections(&ctx), Some(store.clone()), RetryPolicy::default()));
     let runner = Runner::new(plan.clone(), caller.clone(), Some(store.clone()), &connections(&ctx));
     let input = EventInput {
-        id: args.event_id.map(str::to_string).unwrap_or_else(|| event_id(&body)),
+        id: args.event_id.map(str::to_string).unwrap_or_else(|| {
+            // The same body is the same event, so a re-run of it is idempotent.
+            crate::engine::run::content_id("manual", body.to_string().as_bytes())
+        }),
         kind: event_kind(&plan),
         body,
         received_at: chrono::Utc::now().to_rfc3339(),
@@ -168,15 +171,4 @@ fn history(store: &dyn Store, trigger: &str, started: i64, report: &crate::engin
         RunStatus::Failed => S::Failed,
     };
     let _ = store.finish_run(id, status, report.error.as_ref().map(|d| d.message.as_str()));
-}
-
-/// A stable id for an event given by hand: the same body is the same event (so a re-run is idempotent).
-fn event_id(body: &serde_json::Value) -> String {
-    // FNV-1a over the compact JSON text: stable across runs and Rust versions, unlike `DefaultHasher`.
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in body.to_string().bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("manual-{hash:016x}")
 }

@@ -533,6 +533,17 @@ fn fail(mut report: StepReport, d: Diagnostic) -> StepReport {
     report
 }
 
+/// An event id derived from content, for events whose sender gives none: `PREFIX-<FNV-1a of the bytes>`.
+/// FNV-1a is stable across runs and Rust versions, unlike `DefaultHasher`.
+pub fn content_id(prefix: &str, bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        hash ^= u64::from(*b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{prefix}-{hash:016x}")
+}
+
 /// `weft-<flow>-<event>-<step>[-<item>]`, restricted to what Razorpay accepts (`[A-Za-z0-9_-]`, ≥ 10 chars).
 pub fn idempotency_key(key: &EffectKey) -> String {
     let raw = match key.item {

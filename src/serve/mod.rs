@@ -141,7 +141,7 @@ impl Flows {
         let mut schedules = Vec::new();
         let mut pollers = Vec::new();
         let mut problems = Vec::new();
-        for path in flow_files(flows) {
+        for path in crate::validate::flow_files(flows) {
             let file = match crate::dsl::load::read(&path) {
                 Ok(f) => f,
                 Err(d) => {
@@ -272,7 +272,8 @@ impl Service {
             .event_id_path
             .as_ref()
             .and_then(|p| p.query(&payload).first().and_then(|v| v.as_str().map(str::to_string)));
-        let event_id = header_id.or(body_id).unwrap_or_else(|| body_hash(body));
+        // A delivery whose sender gives no id: the same bytes are the same event.
+        let event_id = header_id.or(body_id).unwrap_or_else(|| crate::engine::run::content_id("body", body));
         let event = NewEvent {
             connection: connection.to_string(),
             event_id,
@@ -538,7 +539,7 @@ impl Service {
 
     /// Names, sizes and modification times of weft.yaml and every flow file.
     fn fingerprint(&self) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
-        let mut files = flow_files(&self.paths);
+        let mut files = crate::validate::flow_files(&self.paths);
         files.extend(self.project.clone());
         files
             .into_iter()
@@ -610,34 +611,6 @@ pub async fn run(
     Ok(())
 }
 
-fn flow_files(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_file() {
-            out.push(p.clone());
-        } else {
-            collect(p, &mut out);
-        }
-    }
-    out.sort();
-    out
-}
-
-fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if path.is_dir() {
-            if !name.starts_with('.') && !matches!(name.as_str(), "tests" | "cassettes" | "connectors") {
-                collect(&path, out);
-            }
-        } else if (name.ends_with(".yaml") || name.ends_with(".yml")) && name != "weft.yaml" {
-            out.push(path);
-        }
-    }
-}
-
 /// `UTC` or `+05:30` (what validation accepts) as a fixed offset.
 fn parse_offset(tz: Option<&str>) -> Option<chrono::FixedOffset> {
     match tz {
@@ -650,14 +623,4 @@ fn parse_offset(tz: Option<&str>) -> Option<chrono::FixedOffset> {
         }
         _ => None,
     }
-}
-
-/// An id for a delivery whose sender gives none: the same bytes are the same event.
-fn body_hash(body: &[u8]) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in body {
-        hash ^= u64::from(*b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("body-{hash:016x}")
 }

@@ -109,6 +109,24 @@ pub fn validate_flow(file: &SourceFile, ctx: &ProjectContext) -> Vec<Diagnostic>
     out
 }
 
+/// The flow files among `paths` (files as given, directories searched as `weft validate` searches them),
+/// without project files: what `weft serve` compiles. Unreadable directories are skipped here; `validate`
+/// reports them.
+pub fn flow_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut ignored = Vec::new();
+    for p in paths {
+        if p.is_file() {
+            out.push(p.clone());
+        } else {
+            collect(p, &mut out, &mut ignored);
+        }
+    }
+    out.retain(|p| p.file_name().is_none_or(|n| n != PROJECT_FILE));
+    out.sort();
+    out
+}
+
 /// The nearest `weft.yaml` in the file's directory or above it.
 pub fn find_project(file: &Path) -> Option<PathBuf> {
     let start = file.parent()?;
