@@ -73,7 +73,9 @@ pub struct ScheduleTrigger {
     pub timezone: Option<String>,
 }
 
-/// Poll a list operation, e.g. `{ call: razorpay.payments.list-payments, every: 5m, items: $.items }`.
+/// Poll a list operation, e.g. `{ call: razorpay.payments.list-payments, every: 5m, items: $.items }`. Each poll
+/// pages through the whole list by the connector's pagination rule, one page at a time, keeping its place in the
+/// store; a cursor-paged list (GHL contacts) is followed from where the last poll ended.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PollTrigger {

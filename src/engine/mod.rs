@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod call;
 pub mod connection;
+pub mod pager;
 pub mod plan;
 pub mod ratelimit;
 pub mod retry;

@@ -114,7 +114,14 @@ pub fn compile_flow(file: &SourceFile, ctx: &ProjectContext) -> Result<Plan, Vec
     let poll = match (&flow.trigger.poll, root.get("trigger").and_then(|t| t.get("poll"))) {
         (Some(p), Some(node)) => {
             let call_span = node.get("call").map_or(node.span, |n| n.span);
-            let call = compile_call(&p.call, call_span, node, ctx, &mut templates).map_err(fail)?;
+            let mut call = compile_call(&p.call, call_span, node, ctx, &mut templates).map_err(fail)?;
+            // A poll pages through the whole list by the connector's rule, one page at a time.
+            call.pagination = ctx
+                .catalog
+                .connector(&call.op.connector)
+                .and_then(|c| c.pagination_for(&call.op))
+                .cloned()
+                .map(|rule| (rule, u32::MAX));
             let path_of = |key: &str| -> Result<serde_json_path::JsonPath, Diagnostic> {
                 let n = node.get(key).unwrap_or(node);
                 serde_json_path::JsonPath::parse(n.as_str().unwrap_or("$")).map_err(|e| {

@@ -9,9 +9,10 @@ use std::time::Instant;
 
 use serde_json::Value;
 
+use super::pager::{scalar_text, Pager, Position};
 use super::plan::{Action, CallPlan, Plan, StepPlan};
 pub use super::sender::{Direct, SendError, Sender, Sent};
-use crate::catalog::manifest::{Pagination, PaginationStyle};
+use crate::catalog::manifest::Pagination;
 use crate::diag::{codes, Diagnostic};
 use crate::dsl::flow::OnError;
 use crate::mapping::{Context, Evaluator, MapError, Mapping};
@@ -83,6 +84,23 @@ pub struct RunReport {
     pub steps: Vec<StepReport>,
     /// The failure that ended the run, at its YAML span.
     pub error: Option<Diagnostic>,
+}
+
+/// One page of a poll: the items with their ids, and what comes next.
+#[derive(Debug)]
+pub struct PollPage {
+    pub items: Vec<(String, Value)>,
+    pub next: PollNext,
+}
+
+/// After a poll's page.
+#[derive(Debug, PartialEq)]
+pub enum PollNext {
+    /// More pages: the next one starts here.
+    More(Position),
+    /// The list is done. `Some`: the next poll starts here (after the last item: a cursor); `None`: from the
+    /// first page.
+    Done(Option<Position>),
 }
 
 /// Runs one plan; shared by every event of a process.
@@ -370,27 +388,9 @@ impl Runner {
         max_pages: u32,
     ) -> Result<ItemDone, ItemFailure> {
         let mut req = first;
-        let limit =
-            query_number(&req, &rule.limit).unwrap_or(u64::from(rule.max_limit)).clamp(1, u64::from(rule.max_limit));
-        set_query(&mut req, &rule.limit, limit.to_string());
-        let mut position = match rule.style {
-            PaginationStyle::Offset => rule.offset.as_deref().and_then(|o| query_number(&req, o)).unwrap_or(0),
-            PaginationStyle::Page => rule.page.as_deref().and_then(|p| query_number(&req, p)).unwrap_or(1),
-            PaginationStyle::Cursor => 0,
-        };
-        let items_path = serde_json_path::JsonPath::parse(&rule.items).ok();
-        let next_path = rule.next.as_deref().and_then(|n| serde_json_path::JsonPath::parse(n).ok());
+        let mut pager = Pager::start(rule, &mut req, None);
         let (mut items, mut requests, mut attempts) = (Vec::new(), Vec::new(), 0);
         for _ in 0..max_pages {
-            match rule.style {
-                PaginationStyle::Offset => {
-                    set_query(&mut req, rule.offset.as_deref().unwrap_or("offset"), position.to_string())
-                }
-                PaginationStyle::Page => {
-                    set_query(&mut req, rule.page.as_deref().unwrap_or("page"), position.to_string())
-                }
-                PaginationStyle::Cursor => {}
-            }
             let sent = match self.sender.send(&req, None).await {
                 Ok(sent) => sent,
                 Err(e) => {
@@ -400,57 +400,27 @@ impl Runner {
             };
             attempts += sent.attempts;
             requests.push(req.clone());
-            let body = sent.response.body;
-            // A bare array is the page; otherwise the first list the rule's `items` path selects.
-            let page: Vec<Value> = match &body {
-                Value::Array(a) => a.clone(),
-                _ => items_path
-                    .as_ref()
-                    .and_then(|p| p.query(&body).all().into_iter().find_map(|v| v.as_array().cloned()))
-                    .unwrap_or_default(),
-            };
-            let count = page.len() as u64;
+            let page = pager.items(&sent.response.body);
+            let count = page.len();
             items.extend(page);
-            if count < limit {
+            if !pager.advance(&mut req, &sent.response.body, count) {
                 break;
-            }
-            let next = next_path.as_ref().and_then(|p| p.query(&body).first().cloned());
-            match rule.style {
-                PaginationStyle::Offset => position += count,
-                PaginationStyle::Page => {
-                    if next.as_ref().is_some_and(Value::is_null) {
-                        break;
-                    }
-                    position += 1;
-                }
-                PaginationStyle::Cursor => {
-                    // The next page starts after the values the response names (e.g. GHL's meta.startAfter).
-                    let Some(next) = next.filter(Value::is_object) else { break };
-                    let mut advanced = false;
-                    for param in &rule.cursor {
-                        if let Some(v) = next.get(param).and_then(scalar_text) {
-                            set_query(&mut req, param, v);
-                            advanced = true;
-                        }
-                    }
-                    if !advanced {
-                        break;
-                    }
-                }
             }
         }
         let pages = requests.len();
         Ok(ItemDone { output: serde_json::json!({"items": items, "pages": pages}), requests, attempts, reused: false })
     }
 
-    /// Poll once: call the trigger's list operation and return each item with its id (a poll trigger's
-    /// values may read `vars` and `connections`).
-    pub async fn poll_items(&self) -> Result<Vec<(String, Value)>, Diagnostic> {
+    /// One page of a poll trigger's list, starting at `resume` (a saved position) or at the first page: each item
+    /// with its id, and where the list continues. Without a pagination rule for the operation, every poll is one
+    /// request. A poll trigger's values may read `vars` and `connections`.
+    pub async fn poll_page(&self, resume: Option<&Position>) -> Result<PollPage, Diagnostic> {
         let file = &self.plan.file;
-        let Some(poll) = &self.plan.poll else { return Ok(Vec::new()) };
+        let Some(poll) = &self.plan.poll else { return Ok(PollPage { items: Vec::new(), next: PollNext::Done(None) }) };
         let ctx = Context { connections: self.connections.clone(), ..Context::default() };
         let eval = Evaluator::new(&self.plan.templates, Arc::new(ctx));
-        let req = self.render(&poll.call, &eval).map_err(|d| d.in_file(file))?;
+        let mut req = self.render(&poll.call, &eval).map_err(|d| d.in_file(file))?;
+        let mut pager = poll.call.pagination.as_ref().map(|(rule, _)| Pager::start(rule, &mut req, resume));
         let sent = self.sender.send(&req, None).await.map_err(|e| {
             Diagnostic::error(e.code, format!("poll of `{}`: {}", self.plan.name, e.message))
                 .label(poll.call.span, "here")
@@ -458,20 +428,32 @@ impl Runner {
         })?;
         let body = sent.response.body;
         // `items` may select one list (`$.items`) or the elements themselves (`$.items[*]`).
-        let items: Vec<Value> = poll
+        let found: Vec<Value> = poll
             .items
             .query(&body)
             .all()
             .into_iter()
             .flat_map(|v| v.as_array().cloned().unwrap_or_else(|| vec![v.clone()]))
             .collect();
-        Ok(items
+        let count = found.len();
+        let items = found
             .into_iter()
             .filter_map(|item| {
                 let id = poll.id.query(&item).first().and_then(scalar_text)?;
                 Some((id, item))
             })
-            .collect())
+            .collect();
+        let next = match pager.as_mut() {
+            Some(pager) => {
+                let at = req.clone();
+                match pager.advance(&mut req, &body, count) {
+                    true => PollNext::More(pager.position_of(&req)),
+                    false => PollNext::Done(pager.tail(&at, &body)),
+                }
+            }
+            None => PollNext::Done(None),
+        };
+        Ok(PollPage { items, next })
     }
 
     /// Evaluate a call's mappings into a template-free request.
@@ -551,26 +533,6 @@ pub fn idempotency_key(key: &EffectKey) -> String {
         None => format!("weft-{}-{}-{}", key.flow, key.event_id, key.step),
     };
     raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
-}
-
-fn query_number(req: &RequestSpec, name: &str) -> Option<u64> {
-    req.query.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.parse().ok())
-}
-
-fn set_query(req: &mut RequestSpec, name: &str, value: String) {
-    match req.query.iter_mut().find(|(k, _)| k == name) {
-        Some(pair) => pair.1 = value,
-        None => req.query.push((name.to_string(), value)),
-    }
-}
-
-fn scalar_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
 }
 
 fn kind_of(v: &Value) -> &'static str {

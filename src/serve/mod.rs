@@ -7,6 +7,7 @@
 //! attempt. `GET /healthz` and `GET /metrics` (Prometheus) report on it.
 
 pub mod metrics;
+mod poll;
 pub mod signature;
 
 use std::collections::HashMap;
@@ -443,55 +444,6 @@ impl Service {
                 }
             }
             self.wake.notify_one();
-        }
-    }
-
-    /// Poll every poll-triggered flow on its interval; each item not seen before (the flow + the item's id is
-    /// the event id, deduplicated by the queue) becomes one queued run with the item as `$.trigger`.
-    pub async fn poll(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        // Next poll time per flow, by name, so a reload keeps the rhythm of flows it did not change.
-        let mut next: HashMap<String, Instant> = HashMap::new();
-        loop {
-            let flows = self.current();
-            let now = Instant::now();
-            for runner in &flows.pollers {
-                let due = next.entry(runner.plan.name.clone()).or_insert(now);
-                if *due > now {
-                    continue;
-                }
-                *due = now + runner.plan.poll.as_ref().map_or(Duration::from_secs(60), |p| p.every);
-                match runner.poll_items().await {
-                    Ok(items) => {
-                        let mut fresh = 0;
-                        for (id, item) in items {
-                            let event = NewEvent {
-                                connection: "poll".into(),
-                                event_id: format!("{}:{id}", runner.plan.name),
-                                kind: runner.plan.name.clone(),
-                                payload: item,
-                                received_at_ms: chrono::Utc::now().timestamp_millis(),
-                            };
-                            if matches!(self.store.enqueue_event(&event), Ok(Enqueued::New(_))) {
-                                fresh += 1;
-                            }
-                        }
-                        if fresh > 0 {
-                            self.metrics.received.fetch_add(fresh, std::sync::atomic::Ordering::Relaxed);
-                            self.wake.notify_waiters();
-                        }
-                    }
-                    Err(d) => eprintln!("weft serve: {}", render::one_line(&d)),
-                }
-            }
-            let names: std::collections::HashSet<&str> = flows.pollers.iter().map(|r| r.plan.name.as_str()).collect();
-            next.retain(|name, _| names.contains(name.as_str()));
-            let wait =
-                next.values().min().map_or(Duration::from_secs(3600), |t| t.saturating_duration_since(Instant::now()));
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.reloaded.notified() => {}
-                _ = shutdown.changed() => return,
-            }
         }
     }
 

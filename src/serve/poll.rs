@@ -1,0 +1,121 @@
+//! Poll triggers: each due flow pages through its list operation, one page at a time. Every page's new items are
+//! queued in the same transaction that saves where the list continues, so a scan of 20,000 records holds one page
+//! in memory, and a scan cut short (shutdown, crash, an upstream error) resumes at the page after the last one
+//! queued. Requests go through the connection's rate limiter like every other call: a long scan paces itself
+//! instead of collecting 429s.
+//!
+//! An item's event id is the flow and the item's id, so the queue's deduplication runs each item once, however
+//! many scans see it. When a scan reaches the end of a cursor-paged list (GHL's `startAfterId`) the next scan
+//! starts after the last item; offset- and page-numbered lists are scanned again from the first page.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Service;
+use crate::diag::render;
+use crate::engine::pager::Position;
+use crate::engine::run::{PollNext, Runner};
+use crate::store::{Enqueued, NewEvent};
+
+impl Service {
+    /// Poll every poll-triggered flow on its interval until shutdown.
+    pub async fn poll(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        // Next poll time per flow, by name, so a reload keeps the rhythm of flows it did not change.
+        let mut next: HashMap<String, Instant> = HashMap::new();
+        loop {
+            let flows = self.current();
+            let now = Instant::now();
+            for runner in &flows.pollers {
+                let due = next.entry(runner.plan.name.clone()).or_insert(now);
+                if *due > now {
+                    continue;
+                }
+                let watch = shutdown.clone();
+                let scan = tokio::select! {
+                    scan = self.scan(runner, &watch) => scan,
+                    // A page in flight is dropped: nothing of it was queued, and the saved position still points at it.
+                    _ = shutdown.changed() => return,
+                };
+                if let Err(e) = scan {
+                    eprintln!("weft serve: {e}");
+                }
+                // The interval counts from the end of a scan, so a long scan is never started twice at once.
+                let every = runner.plan.poll.as_ref().map_or(Duration::from_secs(60), |p| p.every);
+                next.insert(runner.plan.name.clone(), Instant::now() + every);
+            }
+            let names: std::collections::HashSet<&str> = flows.pollers.iter().map(|r| r.plan.name.as_str()).collect();
+            next.retain(|name, _| names.contains(name.as_str()));
+            let wait =
+                next.values().min().map_or(Duration::from_secs(3600), |t| t.saturating_duration_since(Instant::now()));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.reloaded.notified() => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    /// Scan the poll flow `flow` once now, from its saved position to the end of its list; returns how many
+    /// items were new. The server calls this on each flow's interval.
+    pub async fn poll_now(&self, flow: &str) -> Result<u64, String> {
+        let flows = self.current();
+        let runner = flows.pollers.iter().find(|r| r.plan.name == flow).ok_or(format!("no poll flow `{flow}`"))?;
+        let (_keep, running) = tokio::sync::watch::channel(false);
+        self.scan(runner, &running).await
+    }
+
+    /// One scan of a flow's list: from the saved position to the end, queueing each page's new items. Returns
+    /// how many items were new.
+    async fn scan(&self, runner: &Runner, shutdown: &tokio::sync::watch::Receiver<bool>) -> Result<u64, String> {
+        let name = &runner.plan.name;
+        let store_error = |e: crate::store::StoreError| format!("poll of `{name}`: {e}");
+        let mut resume = self.store.poll_cursor(name).map_err(store_error)?.and_then(|c| decode(&c));
+        let mut fresh = 0;
+        loop {
+            let page = runner.poll_page(resume.as_ref()).await.map_err(|d| render::one_line(&d))?;
+            let received_at_ms = chrono::Utc::now().timestamp_millis();
+            let events: Vec<NewEvent> = page
+                .items
+                .into_iter()
+                .map(|(id, item)| NewEvent {
+                    connection: "poll".into(),
+                    event_id: format!("{name}:{id}"),
+                    kind: name.clone(),
+                    payload: item,
+                    received_at_ms,
+                })
+                .collect();
+            let saved = match &page.next {
+                PollNext::More(at) | PollNext::Done(Some(at)) => encode(at),
+                PollNext::Done(None) => String::new(),
+            };
+            let queued = self.store.enqueue_polled(name, &events, &saved).map_err(store_error)?;
+            let new = queued.iter().filter(|q| matches!(q, Enqueued::New(_))).count() as u64;
+            if new > 0 {
+                fresh += new;
+                self.metrics.received.fetch_add(new, Relaxed);
+                self.wake.notify_waiters();
+            }
+            match page.next {
+                PollNext::More(at) if !*shutdown.borrow() => resume = Some(at),
+                _ => return Ok(fresh),
+            }
+        }
+    }
+}
+
+/// A position as the store keeps it: a JSON object of the paging parameters.
+fn encode(at: &Position) -> String {
+    let map: serde_json::Map<String, serde_json::Value> =
+        at.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+/// `None` for an empty or unreadable cursor: the scan starts at the first page.
+fn decode(text: &str) -> Option<Position> {
+    let serde_json::Value::Object(map) = serde_json::from_str(text).ok()? else { return None };
+    let at: Position = map.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_string()))).collect();
+    (!at.is_empty()).then_some(at)
+}
