@@ -417,3 +417,123 @@ async fn a_flow_runs_against_the_sandbox_through_a_connection_base_url() {
     let statuses: Vec<u64> = log.as_array().unwrap().iter().map(|e| e["status"].as_u64().unwrap()).collect();
     assert_eq!(statuses, [200, 201, 201], "upsert, tags, note: none refused");
 }
+
+/// `GET /contacts/` pages by keyset the way GHL does: each page's `meta` names the last contact, the next
+/// request sends it back as `startAfter`/`startAfterId`, and every contact comes exactly once, in order.
+#[tokio::test]
+async fn contacts_list_pages_by_keyset() {
+    let mut seed = json!({"ghl": {"location_id": LOCATION, "contacts": [
+        {"id": "otherLocation0000001", "locationId": "elsewhere00000000001", "email": "x@example.org"}
+    ]}});
+    seed = weft::sandbox::with_generated_contacts(Some(seed), 250).unwrap().unwrap();
+    let base = start(SandboxConfig { seed: Some(seed), rate_limit: None, ..SandboxConfig::default() }).await;
+    let c = client();
+
+    let mut ids: Vec<String> = Vec::new();
+    let mut url = format!("{base}/ghl/contacts/?locationId={LOCATION}&limit=100");
+    let mut pages = Vec::new();
+    loop {
+        let (status, page) = get(&c, url.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let contacts = page["contacts"].as_array().unwrap();
+        ids.extend(contacts.iter().map(|c| c["id"].as_str().unwrap().to_string()));
+        let meta = page["meta"].clone();
+        assert_eq!(meta["total"], 250);
+        assert_eq!(page["count"], 250);
+        if contacts.is_empty() {
+            break;
+        }
+        assert_eq!(meta["startAfterId"], contacts.last().unwrap()["id"]);
+        pages.push(meta.clone());
+        if contacts.len() < 100 {
+            break;
+        }
+        url = format!(
+            "{base}/ghl/contacts/?locationId={LOCATION}&limit=100&startAfter={}&startAfterId={}",
+            meta["startAfter"],
+            meta["startAfterId"].as_str().unwrap()
+        );
+    }
+    let expected: Vec<String> = (0..250).map(|i| format!("sbxContact{i:010}")).collect();
+    assert_eq!(ids, expected, "each contact once, in order, none from the other location");
+    assert_eq!(pages.len(), 3);
+    assert_eq!((pages[0]["currentPage"].clone(), pages[0]["nextPage"].clone()), (json!(1), json!(2)));
+    assert_eq!(pages[0]["prevPage"], Value::Null);
+    assert_eq!(pages[0]["startAfter"], 1_704_067_200_000i64 + 99_000, "dateAdded of the 100th, in ms");
+    let next = pages[0]["nextPageUrl"].as_str().unwrap();
+    assert!(next.starts_with(&format!("{base}/ghl/contacts/?locationId={LOCATION}")), "{next}");
+    assert!(next.ends_with("&startAfterId=sbxContact0000000099"), "{next}");
+    assert_eq!((pages[2]["currentPage"].clone(), pages[2]["prevPage"].clone()), (json!(3), json!(2)));
+    assert_eq!((pages[2]["nextPage"].clone(), pages[2]["nextPageUrl"].clone()), (Value::Null, Value::Null));
+
+    // Default page size 20; `query` filters (name, email, phone, company); more than 100 is refused.
+    let (_, first) = get(&c, format!("{base}/ghl/contacts/?locationId={LOCATION}")).await;
+    assert_eq!(first["contacts"].as_array().unwrap().len(), 20);
+    let (_, found) = get(&c, format!("{base}/ghl/contacts/?locationId={LOCATION}&query=asha.perera&limit=100")).await;
+    assert_eq!(found["meta"]["total"], 4, "{found}");
+    assert!(found["contacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["email"].as_str().unwrap().starts_with("asha.perera")));
+    let (status, refused) = get(&c, format!("{base}/ghl/contacts/?locationId={LOCATION}&limit=101")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+
+    // The cursor's contact deleted between pages: the page starts after its `startAfter` time instead.
+    let gone = "sbxContact0000000099";
+    let (status, _) = call(&c, reqwest::Method::DELETE, format!("{base}/ghl/contacts/{gone}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, after) = get(
+        &c,
+        format!(
+            "{base}/ghl/contacts/?locationId={LOCATION}&limit=5&startAfter={}&startAfterId={gone}",
+            pages[0]["startAfter"]
+        ),
+    )
+    .await;
+    assert_eq!(after["contacts"][0]["id"], "sbxContact0000000100");
+    assert_eq!(after["meta"]["total"], 249);
+}
+
+/// The engine's GHL pagination rule (connectors/ghl `pagination:`) pages through 20,000 seeded contacts
+/// at 100 a page, every contact once (the connection lifts GHL's 100 requests / 10 s, which the engine keeps).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_pages_through_twenty_thousand_contacts() {
+    use std::sync::Arc;
+    use weft::engine::call::Caller;
+    use weft::engine::plan::compile_flow;
+    use weft::engine::retry::RetryPolicy;
+    use weft::engine::run::{EventInput, RunStatus, Runner};
+    use weft::source::SourceFile;
+    use weft::transport::live::Live;
+    use weft::validate::ProjectContext;
+
+    let seed = weft::sandbox::with_generated_contacts(Some(json!({"ghl": {"location_id": LOCATION}})), 20_000).unwrap();
+    let base = start(SandboxConfig { seed, rate_limit: None, ..SandboxConfig::default() }).await;
+    let text = format!(
+        "connections:\n  ghl:\n    connector: ghl\n    base_url: {base}/ghl\n    auth: {{ token: {{ env: HOME }} }}\n    location_id: {LOCATION}\n    rate_limit: {{ requests: 100000, per_seconds: 1 }}\n"
+    );
+    let ctx = ProjectContext::from_source(&SourceFile::new("weft.yaml", text));
+    assert!(ctx.diagnostics.is_empty(), "{:?}", ctx.diagnostics);
+    let flow = format!(
+        "flow: every-contact\ndescription: Page through every contact.\ntrigger:\n  manual: {{}}\nsteps:\n  - id: contacts\n    call: ghl.contacts.get-contacts\n    query: {{ locationId: {LOCATION}, limit: 100 }}\n    paginate: {{ max_pages: 300 }}\n  - id: summary\n    set:\n      count: \"${{{{ steps.contacts.items | length }}}}\"\n      pages: $.steps.contacts.pages\n"
+    );
+    let plan = Arc::new(compile_flow(&SourceFile::new("every.yaml", flow), &ctx).unwrap_or_else(|d| panic!("{d:#?}")));
+    let connections = weft::engine::connection::from_project(&ctx);
+    let caller =
+        Arc::new(Caller::new(Arc::new(Live::new().unwrap()), connections.clone(), None, RetryPolicy::default()));
+    let runner = Runner::new(plan, caller, None, &connections);
+    let started = std::time::Instant::now();
+    let report = runner
+        .run(&EventInput { id: "e".into(), body: json!({}), kind: "manual".into(), received_at: String::new() })
+        .await;
+    assert_eq!(report.status, RunStatus::Succeeded, "{:?}", report.error);
+    let items = report.steps[0].output.as_ref().unwrap()["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 20_000);
+    let distinct: std::collections::HashSet<&str> = items.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(distinct.len(), 20_000, "no contact twice");
+    assert_eq!(items[19_999]["id"], "sbxContact0000019999");
+    // 200 full pages, then one empty page that ends the walk.
+    assert_eq!(report.steps[0].output.as_ref().unwrap()["pages"], 201);
+    eprintln!("20,000 contacts in 201 pages: {:?}", started.elapsed());
+}

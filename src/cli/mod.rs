@@ -143,22 +143,7 @@ pub enum Command {
         state: Option<PathBuf>,
     },
     /// A local stateful stand-in for GHL, Razorpay and Payhere (routes and request checks from the catalog).
-    Sandbox {
-        #[arg(long, default_value = "127.0.0.1:8090")]
-        listen: std::net::SocketAddr,
-        /// Initial state (JSON or YAML, the layout of `GET /_sandbox/state`).
-        #[arg(long)]
-        seed: Option<PathBuf>,
-        /// Share of requests that fail with a 500, 502, timeout or dropped connection (0 to 1).
-        #[arg(long, default_value_t = 0.0)]
-        fail_rate: f64,
-        /// Delay before every answer, in milliseconds.
-        #[arg(long, default_value_t = 0)]
-        latency_ms: u64,
-        /// Requests per window per connector and credential, e.g. `100/10s`, `5/500ms`, `off`.
-        #[arg(long, default_value = "100/10s")]
-        rate_limit: String,
-    },
+    Sandbox(sandbox::SandboxArgs),
     /// List the events `weft serve` received (newest first).
     Events {
         /// Only `queued`, `claimed`, `done` or `dead` events.
@@ -307,9 +292,7 @@ pub fn run(cli: Cli) -> i32 {
             let paths = if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths };
             serve::run(&paths, listen, workers, state.as_deref())
         }
-        Command::Sandbox { listen, seed, fail_rate, latency_ms, rate_limit } => {
-            sandbox::run(listen, seed.as_deref(), fail_rate, latency_ms, &rate_limit)
-        }
+        Command::Sandbox(args) => sandbox::run(args),
         Command::Events { status, limit, state } => events::list(state.as_deref(), status.as_deref(), limit),
         Command::DeadLetters { limit, state } => events::list(state.as_deref(), Some("dead"), limit),
         Command::Replay { id, state } => events::replay(state.as_deref(), id),

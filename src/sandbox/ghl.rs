@@ -18,6 +18,7 @@ pub fn handle(state: &mut State, call: &Call) -> Option<Reply> {
     let reply = match call.route.as_str() {
         "POST:/contacts/upsert" => upsert(state, call),
         "POST:/contacts/" => create(state, call),
+        "GET:/contacts/" => super::ghl_contact_list::list(state, call),
         "GET:/contacts/search/duplicate" => {
             let location = call.query("locationId").unwrap_or_default();
             let email = call.query("email");
@@ -34,12 +35,12 @@ pub fn handle(state: &mut State, call: &Call) -> Option<Reply> {
                 return Some(contact_not_found(call));
             };
             apply_fields(state, &mut contact, call.body);
-            state.ghl.contacts.insert(call.param("contactId").to_string(), contact.clone());
+            state.put_contact(call.param("contactId").to_string(), contact.clone());
             call.ok(json!({"succeded": true, "contact": contact}))
         }
         "DELETE:/contacts/{contactId}" => {
             let id = call.param("contactId");
-            if state.ghl.contacts.shift_remove(id).is_none() {
+            if state.remove_contact(id).is_none() {
                 return Some(contact_not_found(call));
             }
             state.ghl.notes.retain(|_, n| n["contactId"] != id);
@@ -150,7 +151,7 @@ fn upsert(state: &mut State, call: &Call) -> Reply {
         }
     };
     apply_fields(state, &mut contact, call.body);
-    state.ghl.contacts.insert(id, contact.clone());
+    state.put_contact(id, contact.clone());
     let trace = state.object_id();
     call.ok(json!({"new": new, "contact": contact, "traceId": trace}))
 }
@@ -178,7 +179,7 @@ fn create(state: &mut State, call: &Call) -> Reply {
     let id = state.ghl_id();
     let mut contact = blank_contact(&id, &location);
     apply_fields(state, &mut contact, call.body);
-    state.ghl.contacts.insert(id, contact.clone());
+    state.put_contact(id, contact.clone());
     call.ok(json!({"contact": contact}))
 }
 

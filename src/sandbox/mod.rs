@@ -25,6 +25,7 @@
 
 pub mod faults;
 pub mod ghl;
+pub mod ghl_contact_list;
 pub mod ghl_payments;
 pub mod payhere;
 pub mod razorpay;
@@ -78,13 +79,44 @@ impl Default for SandboxConfig {
 }
 
 /// Read a seed file (YAML or JSON) and check it describes a state.
+///
+/// JSON goes straight to serde_json, without the flow loader's size cap and spans: a 20,000-contact dump is
+/// megabytes and loads in a blink. Anything else is YAML, read by the loader so a mistake points at its line.
 pub fn load_seed(path: &Path) -> Result<Value, Vec<Diagnostic>> {
-    let file = crate::dsl::load::read(path).map_err(|d| vec![d])?;
-    let seed = crate::dsl::yaml::parse(&file)?.map_or(Value::Null, |node| node.to_json());
+    let bytes = std::fs::read(path)
+        .map_err(|e| vec![Diagnostic::error(codes::FILE_IO, format!("cannot read `{}`: {e}", path.display()))])?;
+    let (seed, file) = match serde_json::from_slice::<Value>(&bytes) {
+        Ok(seed) => (seed, crate::source::SourceFile::new(path, "")),
+        Err(_) => {
+            let file = crate::dsl::load::from_bytes(path, bytes).map_err(|d| vec![d])?;
+            (crate::dsl::yaml::parse(&file)?.map_or(Value::Null, |node| node.to_json()), file)
+        }
+    };
     State::from_seed(Some(&seed)).map_err(|e| {
         vec![Diagnostic::error(codes::SCHEMA_INVALID, format!("invalid sandbox seed: {e}")).in_file(&file)]
     })?;
     Ok(seed)
+}
+
+/// Add `n` synthetic GHL contacts ([`state::generated_contacts`]) after the seed's own.
+pub fn with_generated_contacts(seed: Option<Value>, n: usize) -> Result<Option<Value>, String> {
+    if n == 0 {
+        return Ok(seed);
+    }
+    let mut seed = seed.unwrap_or_else(|| json!({}));
+    let ghl = seed.as_object_mut().ok_or("the seed must be a mapping")?.entry("ghl").or_insert_with(|| json!({}));
+    let contacts = ghl.as_object_mut().ok_or("seed `ghl` must be a mapping")?.entry("contacts").or_insert(json!([]));
+    let generated = state::generated_contacts(n);
+    match contacts {
+        Value::Array(list) => list.extend(generated),
+        Value::Object(by_id) => {
+            for contact in generated {
+                by_id.insert(contact["id"].as_str().unwrap_or_default().to_string(), contact);
+            }
+        }
+        _ => return Err("seed `ghl.contacts` must be a list or a mapping keyed by id".into()),
+    }
+    Ok(Some(seed))
 }
 
 /// The sandbox's app. Panics when `config.seed` does not describe a state: check it first with
@@ -136,6 +168,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One matched request, as the connector handlers see it.
 pub struct Call<'a> {
     pub connector: &'a str,
+    /// `http://HOST/CONNECTOR` as the client reached it, for the links an answer carries (`nextPageUrl`).
+    pub base: String,
     /// `METHOD:/path` of the operation, e.g. `POST:/contacts/upsert`.
     pub route: String,
     pub params: &'a IndexMap<String, String>,
@@ -306,8 +340,10 @@ async fn dispatch(
         let (status, body) = validate::rejection(&connector, &problems);
         return sb.answer(entry, status, extra, body);
     }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("localhost");
     let call = Call {
         connector: &connector,
+        base: format!("http://{host}/{connector}"),
         route: route.op.route(),
         params: &params,
         query: &query,

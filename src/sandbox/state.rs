@@ -5,6 +5,8 @@
 //! the API returns. The seed file has the same layout as that state (a dump is a valid seed), with each
 //! collection given as a list or as an object keyed by id; missing ids and bookkeeping fields are filled in.
 
+use std::collections::HashMap;
+
 use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{json, Map, Value};
@@ -33,7 +35,12 @@ pub struct State {
 pub struct Ghl {
     /// Where seeded records without a `locationId`/`altId` live.
     pub location_id: String,
+    /// In creation order (a seed's order first), which is the order `GET /contacts/` pages through. Add and
+    /// remove contacts with [`State::put_contact`] and [`State::remove_contact`], which keep the counts below.
     pub contacts: Records,
+    /// Contacts per location: a page's `meta.total` without counting 20,000 contacts on every page.
+    #[serde(skip)]
+    pub contacts_per_location: HashMap<String, usize>,
     /// Notes and tasks carry their `contactId`; a contact's tags live on the contact.
     pub notes: Records,
     pub tasks: Records,
@@ -114,7 +121,30 @@ impl State {
         }
         let home = state.ghl.location_id.clone();
         state.ensure_location(&home);
+        for contact in state.ghl.contacts.values() {
+            let location = contact["locationId"].as_str().unwrap_or_default();
+            *state.ghl.contacts_per_location.entry(location.to_string()).or_default() += 1;
+        }
         Ok(state)
+    }
+
+    /// Store a contact (a new one goes last); `true` when it is new.
+    pub fn put_contact(&mut self, id: String, contact: Value) -> bool {
+        let location = contact["locationId"].as_str().unwrap_or_default().to_string();
+        let new = self.ghl.contacts.insert(id, contact).is_none();
+        if new {
+            *self.ghl.contacts_per_location.entry(location).or_default() += 1;
+        }
+        new
+    }
+
+    /// Remove a contact, keeping the others' order.
+    pub fn remove_contact(&mut self, id: &str) -> Option<Value> {
+        let contact = self.ghl.contacts.shift_remove(id)?;
+        if let Some(n) = contact["locationId"].as_str().and_then(|l| self.ghl.contacts_per_location.get_mut(l)) {
+            *n = n.saturating_sub(1);
+        }
+        Some(contact)
     }
 
     /// Read one collection (a list, or an object keyed by id) into its map, filling ids and defaults.
@@ -254,6 +284,29 @@ fn fill_payhere_customer(state: &mut State, c: &mut Map<String, Value>) -> Resul
 
 fn put_default(record: &mut Map<String, Value>, key: &str, value: Value) {
     record.entry(key.to_string()).or_insert(value);
+}
+
+/// `n` synthetic contacts for the home location (`weft sandbox --generate-contacts`): distinct names, emails
+/// and phones, fixed ids, and `dateAdded` one second apart from 2024-01-01 in list order, so a reset gives the
+/// same contacts back and keyset pages have a strict order.
+pub fn generated_contacts(n: usize) -> Vec<Value> {
+    const FIRST: [&str; 8] = ["Asha", "Ben", "Chen", "Dilani", "Emeka", "Farah", "Gita", "Hugo"];
+    const LAST: [&str; 8] = ["Perera", "Okafor", "Silva", "Nair", "Schmidt", "Khan", "Tanaka", "Moreau"];
+    let start = chrono::DateTime::from_timestamp(1_704_067_200, 0).unwrap_or_default();
+    (0..n)
+        .map(|i| {
+            let (first, last) = (FIRST[i % FIRST.len()], LAST[(i / FIRST.len()) % LAST.len()]);
+            let added = start + chrono::Duration::seconds(i as i64);
+            json!({
+                "id": format!("sbxContact{i:010}"),
+                "firstName": first, "lastName": last, "name": format!("{first} {last}"),
+                "email": format!("{}.{}.{i}@example.com", first.to_lowercase(), last.to_lowercase()),
+                "phone": format!("+1555{i:07}"),
+                "source": "weft sandbox",
+                "dateAdded": added.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            })
+        })
+        .collect()
 }
 
 /// Now as GHL writes times: `2024-05-01T09:27:42.355Z`.
