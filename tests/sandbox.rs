@@ -537,3 +537,149 @@ async fn a_flow_pages_through_twenty_thousand_contacts() {
     assert_eq!(report.steps[0].output.as_ref().unwrap()["pages"], 201);
     eprintln!("20,000 contacts in 201 pages: {:?}", started.elapsed());
 }
+
+/// What a webhook receiver got: (headers we care about, body), and how many more requests to refuse with a 500.
+#[derive(Default)]
+struct Inbox {
+    accepted: Vec<(axum::http::HeaderMap, Vec<u8>)>,
+    refuse: usize,
+}
+
+async fn receiver(inbox: std::sync::Arc<std::sync::Mutex<Inbox>>) -> String {
+    use axum::extract::State;
+    async fn take(
+        State(inbox): State<std::sync::Arc<std::sync::Mutex<Inbox>>>,
+        headers: axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::http::StatusCode {
+        let mut inbox = inbox.lock().unwrap();
+        if inbox.refuse > 0 {
+            inbox.refuse -= 1;
+            return axum::http::StatusCode::INTERNAL_SERVER_ERROR;
+        }
+        inbox.accepted.push((headers, body.to_vec()));
+        axum::http::StatusCode::OK
+    }
+    let app = axum::Router::new().route("/hooks", axum::routing::post(take)).with_state(inbox);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/hooks")
+}
+
+/// Poll `GET /_sandbox/webhooks` until `n` deliveries are delivered.
+async fn delivered(c: &Client, base: &str, n: usize) -> Value {
+    for _ in 0..200 {
+        let (_, list) = get(c, format!("{base}/_sandbox/webhooks")).await;
+        if list.as_array().unwrap().iter().filter(|d| d["delivered"] == true).count() >= n {
+            return list;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("fewer than {n} deliveries: {}", get(c, format!("{base}/_sandbox/webhooks")).await.1);
+}
+
+/// `--webhook-url`: each state change through the API is posted as the app's event, signed so serve's own
+/// verifiers accept it (GHL RSA-SHA256 with the configured key, Razorpay HMAC-SHA256), off the request path,
+/// retried after a 500, every attempt listed without secrets; a re-delivery is the same bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_changes_are_sent_as_signed_webhooks() {
+    use weft::sandbox::webhooks::rsa_key_from_pem;
+    use weft::sandbox::WebhookConfig;
+    use weft::serve::signature::{Delivery, Verifier};
+
+    let inbox = std::sync::Arc::new(std::sync::Mutex::new(Inbox { refuse: 2, ..Inbox::default() }));
+    let hooks = receiver(inbox.clone()).await;
+    let key = rsa_key_from_pem(include_str!("fixtures/sandbox-webhook.key")).unwrap();
+    let webhooks = WebhookConfig {
+        urls: vec![("*".into(), hooks)],
+        ghl_key: Some(std::sync::Arc::new(key)),
+        razorpay_secret: Some("rzp-webhook-secret-1".into()),
+        backoff: Duration::from_millis(10),
+        ..WebhookConfig::default()
+    };
+    let seed =
+        json!({"razorpay": {"payments": [{"id": "pay_Sandbox0000001", "amount": 5000, "status": "authorized"}]}});
+    let base = start(SandboxConfig { seed: Some(seed), webhooks, ..SandboxConfig::default() }).await;
+    let c = client();
+
+    let (_, made) =
+        post(&c, format!("{base}/ghl/contacts/upsert"), json!({"locationId": LOCATION, "email": "hook@example.com"}))
+            .await;
+    let id = made["contact"]["id"].as_str().unwrap().to_string();
+    post(&c, format!("{base}/ghl/contacts/{id}/tags"), json!({"tags": ["vip"]})).await;
+    post(&c, format!("{base}/ghl/contacts/{id}/tags"), json!({"tags": ["vip"]})).await; // no change, no event
+    post(&c, format!("{base}/ghl/contacts/{id}/notes"), json!({"body": "hello"})).await;
+    post(
+        &c,
+        format!("{base}/ghl/contacts/{id}/tasks"),
+        json!({"title": "call", "dueDate": "2025-01-01T00:00:00Z", "completed": false}),
+    )
+    .await;
+    let (status, _) = call(&c, reqwest::Method::DELETE, format!("{base}/ghl/contacts/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, captured) = post(
+        &c,
+        format!("{base}/razorpay/payments/pay_Sandbox0000001/capture"),
+        json!({"amount": 5000, "currency": "INR"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{captured}");
+
+    let list = delivered(&c, &base, 6).await;
+    let kinds: Vec<&str> = list.as_array().unwrap().iter().map(|d| d["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["ContactCreate", "ContactTagUpdate", "NoteCreate", "TaskCreate", "ContactDelete", "payment.captured"]
+    );
+    let statuses: Vec<u64> =
+        list[0]["attempts"].as_array().unwrap().iter().map(|a| a["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [500, 500, 200], "retried after each 500");
+
+    let catalog = Catalog::builtin().unwrap();
+    let declared = |app: &str| catalog.connector(app).unwrap().manifest.webhooks.as_ref().unwrap().signature.clone();
+    let ghl = Verifier::new(&declared("ghl"), None, Some(include_str!("fixtures/sandbox-webhook.pub.pem"))).unwrap();
+    let razorpay = Verifier::new(&declared("razorpay"), Some("rzp-webhook-secret-1".into()), None).unwrap();
+    let accepted = inbox.lock().unwrap().accepted.clone();
+    assert_eq!(accepted.len(), 6);
+    let text = list.to_string();
+    for (headers, body) in &accepted {
+        let pairs: Vec<(String, String)> =
+            headers.iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap().to_string())).collect();
+        let event: Value = serde_json::from_slice(body).unwrap();
+        let verifier = if event["type"].is_string() { &ghl } else { &razorpay };
+        verifier
+            .verify(&Delivery { headers: &pairs, body }, chrono::Utc::now())
+            .unwrap_or_else(|e| panic!("{e}: {event}"));
+        for (name, value) in &pairs {
+            if name.contains("signature") {
+                assert!(!text.contains(value.as_str()), "the list shows a signature");
+            }
+        }
+    }
+    let create: Value = serde_json::from_slice(&accepted[0].1).unwrap();
+    assert_eq!((create["type"].as_str(), create["id"].as_str()), (Some("ContactCreate"), Some(id.as_str())));
+    assert_eq!(create["locationId"], LOCATION);
+    assert!(create["webhookId"].is_string() && create["timestamp"].is_string(), "{create}");
+    let note: Value = serde_json::from_slice(&accepted[2].1).unwrap();
+    assert_eq!((note["contactId"].as_str(), note["locationId"].as_str()), (Some(id.as_str()), Some(LOCATION)));
+    let payment: Value = serde_json::from_slice(&accepted[5].1).unwrap();
+    assert_eq!(payment["payload"]["payment"]["entity"]["status"], "captured");
+    assert!(accepted[5].0["x-razorpay-event-id"].to_str().unwrap().starts_with("evt_"));
+    assert!(!text.contains("rzp-webhook-secret-1"));
+
+    // A re-delivery is byte for byte the first one, signature included.
+    let (status, _) = post(&c, format!("{base}/_sandbox/webhooks/3/redeliver"), json!({})).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    delivered(&c, &base, 6).await;
+    for _ in 0..100 {
+        if inbox.lock().unwrap().accepted.len() == 7 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let again = inbox.lock().unwrap().accepted[6].clone();
+    assert_eq!(again.1, accepted[2].1);
+    assert_eq!(again.0["x-wh-signature"], accepted[2].0["x-wh-signature"]);
+    assert_eq!(post(&c, format!("{base}/_sandbox/webhooks/99/redeliver"), json!({})).await.0, StatusCode::NOT_FOUND);
+}

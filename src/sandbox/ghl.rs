@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Map, Value};
 
 use super::state::{now_iso, State};
+use super::webhooks::ghl_event;
 use super::{Call, Reply};
 
 /// The stateful routes; `None` for any other (the caller answers it from the schema).
@@ -34,15 +35,21 @@ pub fn handle(state: &mut State, call: &Call) -> Option<Reply> {
             let Some(mut contact) = state.ghl.contacts.get(call.param("contactId")).cloned() else {
                 return Some(contact_not_found(call));
             };
+            let tags_before = contact["tags"].clone();
             apply_fields(state, &mut contact, call.body);
             state.put_contact(call.param("contactId").to_string(), contact.clone());
+            emit_contact(state, "ContactUpdate", &contact);
+            if contact["tags"] != tags_before {
+                emit_contact(state, "ContactTagUpdate", &contact);
+            }
             call.ok(json!({"succeded": true, "contact": contact}))
         }
         "DELETE:/contacts/{contactId}" => {
             let id = call.param("contactId");
-            if state.remove_contact(id).is_none() {
+            let Some(contact) = state.remove_contact(id) else {
                 return Some(contact_not_found(call));
-            }
+            };
+            emit_contact(state, "ContactDelete", &contact);
             state.ghl.notes.retain(|_, n| n["contactId"] != id);
             state.ghl.tasks.retain(|_, t| t["contactId"] != id);
             call.ok(json!({"succeded": true}))
@@ -51,6 +58,7 @@ pub fn handle(state: &mut State, call: &Call) -> Option<Reply> {
             let Some(contact) = state.ghl.contacts.get_mut(call.param("contactId")) else {
                 return Some(contact_not_found(call));
             };
+            let before = strings(&contact["tags"]);
             let given: Vec<String> = strings(&call.body["tags"]);
             let mut tags = strings(&contact["tags"]);
             if call.route.starts_with("POST") {
@@ -62,8 +70,13 @@ pub fn handle(state: &mut State, call: &Call) -> Option<Reply> {
             } else {
                 tags.retain(|t| !given.contains(t));
             }
+            let changed = tags != before;
             contact["tags"] = json!(tags);
             contact["dateUpdated"] = json!(now_iso());
+            if changed {
+                let contact = contact.clone();
+                emit_contact(state, "ContactTagUpdate", &contact);
+            }
             call.ok(json!({"tags": tags}))
         }
         "POST:/contacts/{contactId}/notes" => {
@@ -77,6 +90,7 @@ pub fn handle(state: &mut State, call: &Call) -> Option<Reply> {
                 "dateAdded": now_iso(), "contactId": contact_id,
             });
             state.ghl.notes.insert(id, note.clone());
+            emit_child(state, "NoteCreate", &note);
             call.ok(json!({"note": note}))
         }
         "GET:/contacts/{contactId}/notes" => children(&state.ghl.contacts, &state.ghl.notes, call, "notes"),
@@ -93,14 +107,21 @@ pub fn handle(state: &mut State, call: &Call) -> Option<Reply> {
             let mut task = json!({"id": id, "contactId": contact_id, "body": "", "assignedTo": ""});
             merge(&mut task, call.body);
             state.ghl.tasks.insert(id, task.clone());
+            emit_child(state, "TaskCreate", &task);
             call.ok(json!({"task": task}))
         }
         "GET:/contacts/{contactId}/tasks" => children(&state.ghl.contacts, &state.ghl.tasks, call, "tasks"),
         "GET:/contacts/{contactId}/tasks/{taskId}" | "PUT:/contacts/{contactId}/tasks/{taskId}/completed" => {
             match state.ghl.tasks.get_mut(call.param("taskId")) {
                 Some(task) if task["contactId"] == call.param("contactId") => {
+                    let mut completed_now = false;
                     if call.route.starts_with("PUT") {
+                        completed_now = task["completed"] != true && call.body["completed"] == true;
                         task["completed"] = call.body["completed"].clone();
+                    }
+                    let task = task.clone();
+                    if completed_now {
+                        emit_child(state, "TaskComplete", &task);
                     }
                     call.ok(json!({"task": task}))
                 }
@@ -150,8 +171,17 @@ fn upsert(state: &mut State, call: &Call) -> Reply {
             (id.clone(), blank_contact(&id, &location), true)
         }
     };
+    let tags_before = contact["tags"].clone();
     apply_fields(state, &mut contact, call.body);
     state.put_contact(id, contact.clone());
+    if new {
+        emit_contact(state, "ContactCreate", &contact);
+    } else {
+        emit_contact(state, "ContactUpdate", &contact);
+        if contact["tags"] != tags_before {
+            emit_contact(state, "ContactTagUpdate", &contact);
+        }
+    }
     let trace = state.object_id();
     call.ok(json!({"new": new, "contact": contact, "traceId": trace}))
 }
@@ -180,6 +210,7 @@ fn create(state: &mut State, call: &Call) -> Reply {
     let mut contact = blank_contact(&id, &location);
     apply_fields(state, &mut contact, call.body);
     state.put_contact(id, contact.clone());
+    emit_contact(state, "ContactCreate", &contact);
     call.ok(json!({"contact": contact}))
 }
 
@@ -264,6 +295,20 @@ fn children(contacts: &super::state::Records, records: &super::state::Records, c
     let mut body = Map::new();
     body.insert(key.to_string(), json!(list));
     call.ok(Value::Object(body))
+}
+
+/// Raise a contact event (`ContactCreate`, ...) with the contact as it now is.
+fn emit_contact(state: &mut State, kind: &str, contact: &Value) {
+    let body = ghl_event(kind, &contact["locationId"], contact);
+    state.emit("ghl", kind, body);
+}
+
+/// Raise a note or task event; its location is its contact's.
+fn emit_child(state: &mut State, kind: &str, record: &Value) {
+    let contact = record["contactId"].as_str().and_then(|id| state.ghl.contacts.get(id));
+    let location = contact.map_or(Value::Null, |c| c["locationId"].clone());
+    let body = ghl_event(kind, &location, record);
+    state.emit("ghl", kind, body);
 }
 
 fn contact_not_found(call: &Call) -> Reply {

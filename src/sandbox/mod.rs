@@ -32,14 +32,14 @@ pub mod razorpay;
 pub mod routes;
 pub mod state;
 pub mod validate;
+pub mod webhooks;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State as Shared};
+use axum::extract::{Path, Query, State as Shared};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -53,6 +53,8 @@ pub use faults::parse_rate_limit;
 use faults::{Fault, RateLimiter, Xorshift, TIMEOUT_DELAY};
 use routes::Routes;
 use state::State;
+use webhooks::Outbox;
+pub use webhooks::WebhookConfig;
 
 /// How the sandbox behaves. The default: no faults, no latency, GHL's 100 requests per 10 s, empty state.
 #[derive(Clone, Debug)]
@@ -65,6 +67,8 @@ pub struct SandboxConfig {
     pub rate_limit: Option<(u32, Duration)>,
     /// The initial state (see [`load_seed`] and [`state`]).
     pub seed: Option<Value>,
+    /// Where to send the apps' signed events when state changes ([`webhooks`]); by default nowhere.
+    pub webhooks: WebhookConfig,
 }
 
 impl Default for SandboxConfig {
@@ -74,6 +78,7 @@ impl Default for SandboxConfig {
             latency: Duration::ZERO,
             rate_limit: Some((100, Duration::from_secs(10))),
             seed: None,
+            webhooks: WebhookConfig::default(),
         }
     }
 }
@@ -82,7 +87,7 @@ impl Default for SandboxConfig {
 ///
 /// JSON goes straight to serde_json, without the flow loader's size cap and spans: a 20,000-contact dump is
 /// megabytes and loads in a blink. Anything else is YAML, read by the loader so a mistake points at its line.
-pub fn load_seed(path: &Path) -> Result<Value, Vec<Diagnostic>> {
+pub fn load_seed(path: &std::path::Path) -> Result<Value, Vec<Diagnostic>> {
     let bytes = std::fs::read(path)
         .map_err(|e| vec![Diagnostic::error(codes::FILE_IO, format!("cannot read `{}`: {e}", path.display()))])?;
     let (seed, file) = match serde_json::from_slice::<Value>(&bytes) {
@@ -134,12 +139,15 @@ pub fn try_router(config: SandboxConfig, catalog: &Catalog) -> Result<Router, St
         log: Mutex::new(Vec::new()),
         limiter: Mutex::new(config.rate_limit.map(|(max, window)| RateLimiter::new(max, window))),
         dice: Mutex::new(Xorshift::from_clock()),
+        outbox: Outbox::new(config.webhooks.clone()),
         config,
     });
     Ok(Router::new()
         .route("/_sandbox/state", get(show_state))
         .route("/_sandbox/log", get(show_log))
         .route("/_sandbox/reset", post(reset))
+        .route("/_sandbox/webhooks", get(show_webhooks))
+        .route("/_sandbox/webhooks/{id}/redeliver", post(redeliver))
         .fallback(dispatch)
         .with_state(sandbox))
 }
@@ -158,10 +166,11 @@ struct Sandbox {
     log: Mutex<Vec<Value>>,
     limiter: Mutex<Option<RateLimiter>>,
     dice: Mutex<Xorshift>,
+    outbox: Arc<Outbox>,
 }
 
 /// A poisoned lock only means a handler panicked mid-update; the sandbox keeps serving what is there.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -237,8 +246,22 @@ async fn reset(Shared(sb): Shared<Arc<Sandbox>>) -> Json<Value> {
         *lock(&sb.state) = fresh;
     }
     lock(&sb.log).clear();
+    sb.outbox.clear();
     *lock(&sb.limiter) = sb.config.rate_limit.map(|(max, window)| RateLimiter::new(max, window));
     Json(json!({"reset": true}))
+}
+
+async fn show_webhooks(Shared(sb): Shared<Arc<Sandbox>>) -> Json<Value> {
+    Json(sb.outbox.list())
+}
+
+/// Send a delivery again, byte for byte, as an at-least-once sender does.
+async fn redeliver(Shared(sb): Shared<Arc<Sandbox>>, Path(id): Path<usize>) -> Response {
+    if sb.outbox.redeliver(id) {
+        (StatusCode::ACCEPTED, Json(json!({"redelivering": id}))).into_response()
+    } else {
+        (StatusCode::NOT_FOUND, Json(json!({"message": format!("no webhook delivery {id}")}))).into_response()
+    }
 }
 
 async fn dispatch(
@@ -350,15 +373,19 @@ async fn dispatch(
         body: &body_value,
         success: route.success,
     };
-    let handled = {
+    let (handled, events) = {
         let mut state = lock(&sb.state);
-        match connector.as_str() {
+        let handled = match connector.as_str() {
             "ghl" => ghl::handle(&mut state, &call).or_else(|| ghl_payments::handle(&mut state, &call)),
             "razorpay" => razorpay::handle(&mut state, &call),
             "payhere" => payhere::handle(&mut state, &call),
             _ => None,
-        }
+        };
+        (handled, std::mem::take(&mut state.events))
     };
+    if !events.is_empty() {
+        sb.outbox.emit(events);
+    }
     let reply = handled.unwrap_or_else(|| call.ok(validate::minimal(&route.op.doc, route.op.response.as_ref())));
     sb.answer(entry, reply.status, extra, reply.body)
 }

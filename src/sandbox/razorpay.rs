@@ -1,5 +1,6 @@
 //! Razorpay payments: the list (`count`/`skip`, `from`/`to` in Unix seconds, newest first, as Razorpay pages
-//! it), a fetch by id, and capture (an `authorized` payment becomes `captured` when the amount matches).
+//! it), a fetch by id, and capture (an `authorized` payment becomes `captured` when the amount matches, and
+//! raises `payment.captured`).
 //!
 //! Payments come from the seed: Razorpay creates them at checkout, which no server-side API call does. Errors
 //! use Razorpay's `400 BAD_REQUEST_ERROR` shape with its wording.
@@ -8,6 +9,7 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 
 use super::state::State;
+use super::webhooks::razorpay_payment_event;
 use super::{Call, Reply};
 
 /// Razorpay's page size when `count` is not given.
@@ -60,7 +62,9 @@ pub fn handle(state: &mut State, call: &Call) -> Option<Reply> {
             }
             payment["status"] = json!("captured");
             payment["captured"] = json!(true);
-            call.ok(payment.clone())
+            let payment = payment.clone();
+            state.emit("razorpay", "payment.captured", razorpay_payment_event("payment.captured", &payment));
+            call.ok(payment)
         }
         _ => return None,
     };

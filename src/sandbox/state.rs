@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::faults::Xorshift;
+use super::webhooks::Event;
 
 /// The location seeded records belong to when the seed names none (GHL location ids are 20 alphanumerics).
 pub const DEFAULT_LOCATION: &str = "sandboxLocation00001";
@@ -29,6 +30,9 @@ pub struct State {
     pub payhere: Payhere,
     #[serde(skip)]
     pub rng: Xorshift,
+    /// What the last request changed, as the apps' webhook events; the caller takes them ([`super::webhooks`]).
+    #[serde(skip)]
+    pub events: Vec<Event>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -70,6 +74,7 @@ impl State {
             razorpay: Razorpay::default(),
             payhere: Payhere::default(),
             rng: Xorshift::from_clock(),
+            events: Vec::new(),
         };
         let empty = Map::new();
         let top = match seed {
@@ -126,6 +131,11 @@ impl State {
             *state.ghl.contacts_per_location.entry(location.to_string()).or_default() += 1;
         }
         Ok(state)
+    }
+
+    /// Raise an app's webhook event.
+    pub fn emit(&mut self, connector: &'static str, kind: &str, body: Value) {
+        self.events.push(Event { connector, kind: kind.to_string(), body });
     }
 
     /// Store a contact (a new one goes last); `true` when it is new.
