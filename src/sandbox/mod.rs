@@ -10,18 +10,28 @@
 //! Every request goes through the same stages, in this order: the configured latency; the rate limit per
 //! (connector, `Authorization`) ([`faults`]: 429 with `Retry-After` and GHL's `X-RateLimit-*` headers, which
 //! successes carry too); fault injection at `fail_rate` (500, 502, a 35 s hold answered 504, or a dropped
-//! connection); route matching and validation; then the connector's handler. [`ghl`], [`ghl_payments`],
-//! [`razorpay`] and [`payhere`] keep state for the routes the shipped flows use; every other catalog route
-//! answers the smallest body its response schema accepts.
+//! connection); route matching and validation; then the connector's handler. [`ghl`], [`ghl_contact_list`]
+//! (`GET /contacts/` in keyset pages, an index lookup per page so 20,000 contacts page as fast as 20),
+//! [`ghl_payments`], [`razorpay`] and [`payhere`] keep state for the routes the shipped flows use; every other
+//! catalog route answers the smallest body its response schema accepts.
+//!
+//! A handler that changes state raises the app's webhook events; with [`SandboxConfig::webhooks`] set they are
+//! signed as the app signs them and posted after the answer ([`webhooks`]: GHL RSA-SHA256, Razorpay
+//! HMAC-SHA256; queued, retried with backoff).
 //!
 //! A dropped connection is a response whose body stream fails before its first byte: hyper then closes the
 //! connection without flushing the buffered head, so a client (reqwest) sees the connection end before a
-//! response — the same error as a reset. `GET /_sandbox/state` returns the state (also the seed format),
-//! `GET /_sandbox/log` every request seen (method, path, query, body, status, fault; never headers, so no
-//! credentials), `POST /_sandbox/reset` restores the seed and clears the log and rate-limit windows.
+//! response — the same error as a reset. `GET /_sandbox/state` returns the state (also the seed format; a
+//! JSON seed skips the flow loader's size cap, see [`load_seed`]), `GET /_sandbox/log` every request seen
+//! (method, path, query, body, status, fault; never headers, so no credentials), `GET /_sandbox/webhooks`
+//! every webhook delivery with its attempts (never a signature, key or secret),
+//! `POST /_sandbox/webhooks/{id}/redeliver` sends one again byte for byte, and `POST /_sandbox/reset` restores
+//! the seed and clears the logs and rate-limit windows.
 //!
-//! Not in this slice: webhook emission (`--webhook-url`: sending GHL/partner events when state changes),
-//! credential checks (any `Authorization` is accepted), and state for routes other than those listed above.
+//! Not in this slice: credential checks (any `Authorization` is accepted); state for routes other than those
+//! listed above (so no events for them either: GHL orders and transactions only come from the seed, and
+//! Payhere, whose API cannot create anything, sends no events); GHL events for opportunities, appointments
+//! and the like.
 
 pub mod faults;
 pub mod ghl;
