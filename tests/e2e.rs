@@ -133,6 +133,9 @@ async fn shipped_razorpay_flows_against_the_sandbox_write_each_effect_once() {
 async fn a_poll_flow_runs_once_per_new_item() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let catalog = weft::catalog::Catalog::builtin().unwrap();
+    let mut invoice: Value =
+        serde_json::from_str(&std::fs::read_to_string("flows/ghl/tests/events/InvoicePaid.json").unwrap()).unwrap();
+    invoice["type"] = serde_json::json!("InvoicePaid");
     let seed = serde_json::json!({"razorpay": {"payments": [
         {"amount": 49900, "created_at": 1717200035, "email": "karan.nair70@example.com"},
         {"amount": 124369, "created_at": 1717200275, "email": "siddharth.gupta46@example.com"}
@@ -200,6 +203,7 @@ fn ghl_project(sandbox: &str, relay: &str) -> std::path::PathBuf {
         "payhere/task-complete-to-relay",
         "payhere/payment-success",
         "ghl/order-create-fulfillment",
+        "ghl/invoice-paid-to-relay",
     ] {
         let name = flow.split('/').nth(1).unwrap();
         std::fs::copy(format!("flows/{flow}.yaml"), dir.join("flows").join(format!("{name}.yaml"))).unwrap();
@@ -268,12 +272,20 @@ async fn shipped_ghl_and_payhere_flows_fed_by_the_sandboxs_webhooks_write_each_e
     let key = Arc::new(rsa_key_from_pem(include_str!("fixtures/sandbox-webhook.key")).unwrap());
     let order: Value =
         serde_json::from_str(&std::fs::read_to_string("flows/ghl/tests/events/OrderCreate.json").unwrap()).unwrap();
+    let mut invoice: Value =
+        serde_json::from_str(&std::fs::read_to_string("flows/ghl/tests/events/InvoicePaid.json").unwrap()).unwrap();
+    invoice["type"] = serde_json::json!("InvoicePaid");
     let seed = serde_json::json!({
         "ghl": {
             "location_id": LOCATION,
             "custom_fields": [{"name": "Payhere Customer Id", "dataType": "TEXT"}],
             "orders": [{"_id": order["_id"], "altId": LOCATION, "items": order["items"], "amount": order["amount"],
                 "currency": order["currency"], "contactId": order["contactId"], "fulfillmentStatus": "unfulfilled"}],
+            "transactions": [
+                {"entityId": invoice["_id"], "entitySourceType": "invoice", "status": "succeeded", "amount": 60, "currency": "USD"},
+                {"entityId": invoice["_id"], "entitySourceType": "invoice", "status": "succeeded", "amount": 40, "currency": "USD"},
+                {"entityId": "someOtherInvoice0001", "status": "succeeded", "amount": 5, "currency": "USD"},
+            ],
         },
         "payhere": {"customers": [{"id": 989899294, "name": "Geoff Williams", "email": "g.williams01@example.org"}]},
     });
@@ -361,7 +373,17 @@ async fn shipped_ghl_and_payhere_flows_fed_by_the_sandboxs_webhooks_write_each_e
         hmac::sign(&hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, PAYHERE_SECRET.as_bytes()), &payment).as_ref(),
     );
     let (order_body, order_signature) = ghl_delivery(&order, "e2e-order-create-1", &key);
+    let (invoice_body, invoice_signature) = ghl_delivery(&invoice, "e2e-invoice-paid-1", &key);
     for _ in 0..2 {
+        let sent = client
+            .post(format!("{serve}/hooks/ghl"))
+            .header("content-type", "application/json")
+            .header("x-wh-signature", &invoice_signature)
+            .body(invoice_body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.status(), 200, "{}", sent.text().await.unwrap());
         let sent = client
             .post(format!("{serve}/hooks/payhere"))
             .header("content-type", "application/json")
@@ -398,7 +420,7 @@ async fn shipped_ghl_and_payhere_flows_fed_by_the_sandboxs_webhooks_write_each_e
     let hooks: Value = get_json(&client, format!("{sandbox}/_sandbox/webhooks")).await;
     assert_eq!(hooks.as_array().unwrap().len(), sent.len(), "a re-delivery raised a new event");
     assert!(
-        svc.metrics.render().contains(&format!("weft_events_duplicate_total {}", sent.len() + 2)),
+        svc.metrics.render().contains(&format!("weft_events_duplicate_total {}", sent.len() + 3)),
         "{}",
         svc.metrics.render()
     );
@@ -448,7 +470,8 @@ async fn shipped_ghl_and_payhere_flows_fed_by_the_sandboxs_webhooks_write_each_e
     assert_eq!(count("POST", "/notes"), 2);
     assert_eq!(count("POST", "/contacts/upsert"), 1);
 
-    // And the relay got each record once: two notes, the task when created and when completed, the fulfillment.
+    // And the relay got each record once: two notes, the task when created and when completed, the fulfillment,
+    // the paid invoice's two transactions.
     let received = received.lock().unwrap().clone();
     let mut records: Vec<String> = received
         .iter()
@@ -462,8 +485,14 @@ async fn shipped_ghl_and_payhere_flows_fed_by_the_sandboxs_webhooks_write_each_e
             "ghl.note NoteCreate",
             "ghl.order_fulfillment OrderCreate",
             "ghl.task TaskComplete",
-            "ghl.task TaskCreate"
+            "ghl.task TaskCreate",
+            "ghl.transaction InvoicePaid",
+            "ghl.transaction InvoicePaid"
         ],
         "{received:#?}"
     );
+    let mut amounts: Vec<i64> =
+        received.iter().filter(|r| r["record"] == "ghl.transaction").map(|r| r["amount"].as_i64().unwrap()).collect();
+    amounts.sort();
+    assert_eq!(amounts, [40, 60], "the invoice's own transactions, each once");
 }
