@@ -66,7 +66,7 @@ async fn a_signed_webhook_is_persisted_then_run_once() {
     let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
     assert!(ctx.diagnostics.is_empty(), "{:?}", ctx.diagnostics);
     let store = Arc::new(SqliteStore::open(&dir.join(".weft/state.db")).unwrap());
-    let svc = Arc::new(Service::build(&ctx, &[dir.join("flows")], store).unwrap_or_else(|d| panic!("{d:#?}")));
+    let svc = Arc::new(Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}")));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let app = svc.router();
@@ -124,6 +124,16 @@ async fn a_signed_webhook_is_persisted_then_run_once() {
     assert!(metrics.contains("weft_events_rejected_total 1"), "{metrics}");
     assert!(metrics.contains("weft_events_processed_total 1"), "{metrics}");
     assert_eq!(client.get(format!("{base}/healthz")).send().await.unwrap().text().await.unwrap(), "ok");
+
+    // The run is in the history, with its three steps.
+    let runs =
+        weft::store::Store::runs(store.as_ref(), &weft::store::RunFilter { limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].event_id, "razorpay:evt_Serve0000000001");
+    assert_eq!(runs[0].trigger, "webhook razorpay payment.captured");
+    assert_eq!(runs[0].status, weft::store::RunStatus::Succeeded);
+    let steps: Vec<&str> = runs[0].steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(steps.len(), 3, "{steps:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

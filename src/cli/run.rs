@@ -14,7 +14,7 @@ use crate::engine::plan::compile_flow;
 use crate::engine::retry::RetryPolicy;
 use crate::engine::run::{EventInput, RunStatus, Runner, StepStatus};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{NewRun, Store};
+use crate::store::Store;
 use crate::transport::live::Live;
 use crate::transport::record::Record;
 use crate::transport::Transport;
@@ -102,7 +102,8 @@ pub fn run(args: RunArgs<'_>) -> i32 {
         Ok(rt) => rt.block_on(runner.run(&input)),
         Err(code) => return code,
     };
-    history(store.as_ref(), &plan.trigger.describe(), started, &report);
+    // Best effort: a full disk must not hide the run's own result.
+    let _ = crate::engine::run::record_history(store.as_ref(), &plan.trigger.describe(), started, &report);
     if let (Some(path), Some(rec)) = (args.record, &recorder) {
         match rec.save(path, &caller.redactor().secrets()) {
             Ok(()) => eprintln!("recorded {} to {}", rec.cassette(&[]).interactions.len(), path.display()),
@@ -136,39 +137,4 @@ pub fn run(args: RunArgs<'_>) -> i32 {
         RunStatus::Succeeded => EXIT_OK,
         RunStatus::Failed => EXIT_INVALID,
     }
-}
-
-/// Run history: best effort (a full disk must not hide the run's own result).
-fn history(store: &dyn Store, trigger: &str, started: i64, report: &crate::engine::run::RunReport) {
-    use crate::store::{RunStatus as S, StepRecord, StepStatus as T};
-    let Ok(id) = store.start_run(&NewRun {
-        flow: report.flow.clone(),
-        event_id: report.event_id.clone(),
-        trigger: trigger.to_string(),
-        started_at_ms: started,
-    }) else {
-        return;
-    };
-    for step in &report.steps {
-        let record = StepRecord {
-            step: step.id.clone(),
-            item: None,
-            status: match step.status {
-                StepStatus::Ok => T::Ok,
-                StepStatus::Skipped => T::Skipped,
-                StepStatus::Reused => T::Reused,
-                StepStatus::Failed => T::Failed,
-            },
-            duration_ms: step.duration_ms,
-            http_status: None,
-            error: step.error.as_ref().map(|d| d.message.clone()),
-            attempts: step.attempts,
-        };
-        let _ = store.record_step(id, &record);
-    }
-    let status = match report.status {
-        RunStatus::Succeeded => S::Succeeded,
-        RunStatus::Failed => S::Failed,
-    };
-    let _ = store.finish_run(id, status, report.error.as_ref().map(|d| d.message.as_str()));
 }

@@ -346,8 +346,12 @@ impl Service {
             if *shutdown.borrow() {
                 return;
             }
+            // The store is synchronous SQLite: its calls run on the blocking pool, so that a busy worker never
+            // holds up the threads that answer webhooks and page through polls.
             let now = chrono::Utc::now().timestamp_millis();
-            match self.store.claim_event(now, LEASE.as_millis() as i64) {
+            let store = self.store.clone();
+            let claimed = off_thread(move || store.claim_event(now, LEASE.as_millis() as i64)).await;
+            match claimed {
                 Ok(Some(claim)) => {
                     let started = Instant::now();
                     let runners = self
@@ -366,32 +370,45 @@ impl Service {
                     };
                     let mut failure = None;
                     for runner in &runners {
+                        let started_ms = chrono::Utc::now().timestamp_millis();
                         let report = runner.run(&input).await;
                         if report.status == RunStatus::Failed {
                             failure =
-                                Some(report.error.map(|d| render::one_line(&d)).unwrap_or_else(|| "failed".into()));
+                                Some(report.error.as_ref().map(render::one_line).unwrap_or_else(|| "failed".into()));
+                        }
+                        let (store, trigger) = (self.store.clone(), runner.plan.trigger.describe());
+                        let recorded = off_thread(move || {
+                            crate::engine::run::record_history(store.as_ref(), &trigger, started_ms, &report)
+                        })
+                        .await;
+                        if let Err(e) = recorded {
+                            eprintln!("weft serve: could not record the run of {}: {e}", runner.plan.name);
                         }
                     }
                     self.metrics.observe_run(started.elapsed());
                     // Flows that already succeeded reuse their stored effects on a retry: failing the event
                     // re-runs only what did not happen.
-                    let settled = match failure {
-                        None => {
-                            self.metrics.processed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            self.store.complete_event(&claim)
-                        }
-                        Some(error) => {
-                            self.metrics.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let next =
-                                self.queue_retry.after_failure(claim.attempt, chrono::Utc::now().timestamp_millis());
+                    let next = failure
+                        .as_ref()
+                        .map(|_| self.queue_retry.after_failure(claim.attempt, chrono::Utc::now().timestamp_millis()));
+                    match &next {
+                        None => self.metrics.processed.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                        Some(next) => {
                             if matches!(next, AfterFailure::DeadLetter) {
                                 self.metrics.dead.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             }
-                            self.store.fail_event(&claim, &error, next)
+                            self.metrics.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                         }
                     };
+                    let store = self.store.clone();
+                    let event_id = claim.event_id.clone();
+                    let settled = off_thread(move || match (next, failure) {
+                        (Some(next), Some(error)) => store.fail_event(&claim, &error, next),
+                        _ => store.complete_event(&claim),
+                    })
+                    .await;
                     if let Err(e) = settled {
-                        eprintln!("weft serve: could not settle event {}: {e}", claim.event_id);
+                        eprintln!("weft serve: could not settle event {event_id}: {e}");
                     }
                 }
                 Ok(None) => {
@@ -561,6 +578,16 @@ pub async fn run(
         let _ = h.await;
     }
     Ok(())
+}
+
+/// A store call on tokio's blocking pool (the store is synchronous SQLite).
+async fn off_thread<T: Send + 'static>(
+    call: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(call).await {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the store call did not finish: {e}")),
+    }
 }
 
 /// `UTC` or `+05:30` (what validation accepts) as a fixed offset.
