@@ -10,8 +10,8 @@ use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use weft::store::sqlite::SqliteStore;
 use weft::store::{
-    AfterFailure, EffectKey, Enqueued, EventFilter, EventStatus, NewEvent, NewRun, RetryPolicy, RunFilter, RunId,
-    RunStatus, StepRecord, StepStatus, Store, StoreError, TokenPair,
+    AfterFailure, EffectKey, Enqueued, EventFilter, EventStatus, FinishedRun, NewEvent, NewRun, RetryPolicy, RunFilter,
+    RunId, RunStatus, StepRecord, StepStatus, Store, StoreError, TokenPair,
 };
 
 /// A fresh directory under the system temp dir, removed when the test ends (pass or fail).
@@ -479,6 +479,41 @@ fn a_dead_workers_event_is_claimed_again_when_its_lease_runs_out() {
     let err = store.fail_event(&lost, "timeout", AfterFailure::RetryAt(0)).unwrap_err();
     assert!(matches!(err, StoreError::ClaimLost { attempt: 1, .. }), "{err}");
     store.complete_event(&taken).unwrap();
+}
+
+#[test]
+fn settling_an_event_records_its_runs_in_the_same_commit() {
+    let dir = TempDir::new("settle");
+    let store = open(&dir.db());
+    store.enqueue_event(&event("razorpay", "evt_1", 0)).unwrap();
+    let claim = store.claim_event(0, 1_000).unwrap().unwrap();
+    let run = FinishedRun {
+        run: new_run("tag-payer", "razorpay:evt_1", 5),
+        steps: vec![step("find", None, StepStatus::Ok), step("tag", None, StepStatus::Failed)],
+        status: RunStatus::Failed,
+        error: Some("GHL answered 422".into()),
+    };
+    store
+        .settle_event(&claim, std::slice::from_ref(&run), Some(("GHL answered 422", AfterFailure::RetryAt(50))))
+        .unwrap();
+    let runs = store.runs(&RunFilter { limit: 10, ..RunFilter::default() }).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!((runs[0].status, runs[0].error.as_deref()), (RunStatus::Failed, Some("GHL answered 422")));
+    assert_eq!(runs[0].steps, run.steps);
+    assert!(runs[0].finished_at_ms.is_some());
+    // Queued again for later, with the error.
+    let queued = store.events(&EventFilter { limit: 10, ..EventFilter::default() }).unwrap();
+    assert_eq!((queued[0].status, queued[0].last_error.as_deref()), (EventStatus::Queued, Some("GHL answered 422")));
+
+    // The retry succeeds; a stale claim is refused but the run it made is kept.
+    let retry = store.claim_event(50, 1_000).unwrap().unwrap();
+    let ok = FinishedRun { status: RunStatus::Succeeded, error: None, ..run.clone() };
+    let err = store.settle_event(&claim, std::slice::from_ref(&ok), None).unwrap_err();
+    assert!(matches!(err, StoreError::ClaimLost { .. }), "{err}");
+    store.settle_event(&retry, std::slice::from_ref(&ok), None).unwrap();
+    assert_eq!(store.runs(&RunFilter { limit: 10, ..RunFilter::default() }).unwrap().len(), 3);
+    let done = store.events(&EventFilter { limit: 10, ..EventFilter::default() }).unwrap();
+    assert_eq!(done[0].status, EventStatus::Done);
 }
 
 #[test]

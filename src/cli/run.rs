@@ -103,7 +103,7 @@ pub fn run(args: RunArgs<'_>) -> i32 {
         Err(code) => return code,
     };
     // Best effort: a full disk must not hide the run's own result.
-    let _ = crate::engine::run::record_history(store.as_ref(), &plan.trigger.describe(), started, &report);
+    let _ = store.record_run(&crate::engine::run::finished_run(&plan.trigger.describe(), started, &report));
     if let (Some(path), Some(rec)) = (args.record, &recorder) {
         match rec.save(path, &caller.redactor().secrets()) {
             Ok(()) => eprintln!("recorded {} to {}", rec.cassette(&[]).interactions.len(), path.display()),

@@ -86,22 +86,13 @@ pub struct RunReport {
     pub error: Option<Diagnostic>,
 }
 
-/// Record a finished run and its steps in the store's run history; returns the run's id.
-pub fn record_history(
-    store: &dyn Store,
-    trigger: &str,
-    started_ms: i64,
-    report: &RunReport,
-) -> Result<crate::store::RunId, crate::store::StoreError> {
-    use crate::store::{NewRun, RunStatus as S, StepRecord, StepStatus as T};
-    let id = store.start_run(&NewRun {
-        flow: report.flow.clone(),
-        event_id: report.event_id.clone(),
-        trigger: trigger.to_string(),
-        started_at_ms: started_ms,
-    })?;
-    for step in &report.steps {
-        let record = StepRecord {
+/// A finished run as the store's run history keeps it.
+pub fn finished_run(trigger: &str, started_ms: i64, report: &RunReport) -> crate::store::FinishedRun {
+    use crate::store::{FinishedRun, NewRun, RunStatus as S, StepRecord, StepStatus as T};
+    let steps = report
+        .steps
+        .iter()
+        .map(|step| StepRecord {
             step: step.id.clone(),
             item: None,
             status: match step.status {
@@ -114,15 +105,22 @@ pub fn record_history(
             http_status: None,
             error: step.error.as_ref().map(|d| d.message.clone()),
             attempts: step.attempts,
-        };
-        store.record_step(id, &record)?;
+        })
+        .collect();
+    FinishedRun {
+        run: NewRun {
+            flow: report.flow.clone(),
+            event_id: report.event_id.clone(),
+            trigger: trigger.to_string(),
+            started_at_ms: started_ms,
+        },
+        steps,
+        status: match report.status {
+            RunStatus::Succeeded => S::Succeeded,
+            RunStatus::Failed => S::Failed,
+        },
+        error: report.error.as_ref().map(|d| d.message.clone()),
     }
-    let status = match report.status {
-        RunStatus::Succeeded => S::Succeeded,
-        RunStatus::Failed => S::Failed,
-    };
-    store.finish_run(id, status, report.error.as_ref().map(|d| d.message.as_str()))?;
-    Ok(id)
 }
 
 /// One page of a poll: the items with their ids, and what comes next.

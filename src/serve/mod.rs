@@ -368,7 +368,7 @@ impl Service {
                             .map(|t| t.to_rfc3339())
                             .unwrap_or_default(),
                     };
-                    let mut failure = None;
+                    let (mut failure, mut finished) = (None, Vec::with_capacity(runners.len()));
                     for runner in &runners {
                         let started_ms = chrono::Utc::now().timestamp_millis();
                         let report = runner.run(&input).await;
@@ -376,14 +376,8 @@ impl Service {
                             failure =
                                 Some(report.error.as_ref().map(render::one_line).unwrap_or_else(|| "failed".into()));
                         }
-                        let (store, trigger) = (self.store.clone(), runner.plan.trigger.describe());
-                        let recorded = off_thread(move || {
-                            crate::engine::run::record_history(store.as_ref(), &trigger, started_ms, &report)
-                        })
-                        .await;
-                        if let Err(e) = recorded {
-                            eprintln!("weft serve: could not record the run of {}: {e}", runner.plan.name);
-                        }
+                        let trigger = runner.plan.trigger.describe();
+                        finished.push(crate::engine::run::finished_run(&trigger, started_ms, &report));
                     }
                     self.metrics.observe_run(started.elapsed());
                     // Flows that already succeeded reuse their stored effects on a retry: failing the event
@@ -400,13 +394,11 @@ impl Service {
                             self.metrics.failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
                         }
                     };
+                    // The runs and the event's new status in one commit.
                     let store = self.store.clone();
                     let event_id = claim.event_id.clone();
-                    let settled = off_thread(move || match (next, failure) {
-                        (Some(next), Some(error)) => store.fail_event(&claim, &error, next),
-                        _ => store.complete_event(&claim),
-                    })
-                    .await;
+                    let settled =
+                        off_thread(move || store.settle_event(&claim, &finished, failure.as_deref().zip(next))).await;
                     if let Err(e) = settled {
                         eprintln!("weft serve: could not settle event {event_id}: {e}");
                     }

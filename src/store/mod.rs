@@ -40,6 +40,16 @@ pub trait Store: Send + Sync {
     fn finish_run(&self, run: RunId, status: RunStatus, error: Option<&str>) -> Result<(), StoreError>;
     /// Runs matching `filter`, newest first, each with its steps in recorded order.
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError>;
+    /// Record a run that has finished, with its steps. The default makes the three calls above; a store with
+    /// transactions does it in one.
+    fn record_run(&self, run: &FinishedRun) -> Result<RunId, StoreError> {
+        let id = self.start_run(&run.run)?;
+        for step in &run.steps {
+            self.record_step(id, step)?;
+        }
+        self.finish_run(id, run.status, run.error.as_deref())?;
+        Ok(id)
+    }
 
     /// Persist a received event before it is acknowledged. A second delivery of the same (connection, event id)
     /// is not queued again: the answer says which event already holds it.
@@ -62,6 +72,23 @@ pub trait Store: Send + Sync {
     fn complete_event(&self, claim: &ClaimedEvent) -> Result<(), StoreError>;
     /// The claimed event failed with `error`: queue it again later or move it to the dead letters.
     fn fail_event(&self, claim: &ClaimedEvent, error: &str, next: AfterFailure) -> Result<(), StoreError>;
+    /// Record the runs a claimed event caused and settle it — done when `failure` is `None`, else failed with
+    /// the error and what comes next — in one transaction where the store has them: what a worker does after
+    /// each event, so one commit covers it. The runs are kept even when the claim was lost.
+    fn settle_event(
+        &self,
+        claim: &ClaimedEvent,
+        runs: &[FinishedRun],
+        failure: Option<(&str, AfterFailure)>,
+    ) -> Result<(), StoreError> {
+        for run in runs {
+            self.record_run(run)?;
+        }
+        match failure {
+            None => self.complete_event(claim),
+            Some((error, next)) => self.fail_event(claim, error, next),
+        }
+    }
     /// Queue a finished or dead event again from scratch (attempts reset), due at `now_ms`, as `weft replay`
     /// does. Effect keys keep its successful writes from repeating. Returns false if the event is unknown or
     /// still queued or claimed.
@@ -110,6 +137,15 @@ pub struct NewRun {
     /// What started the run, for people: e.g. `webhook razorpay payment.captured`.
     pub trigger: String,
     pub started_at_ms: i64,
+}
+
+/// A run that has finished: how it started, its steps in order, and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FinishedRun {
+    pub run: NewRun,
+    pub steps: Vec<StepRecord>,
+    pub status: RunStatus,
+    pub error: Option<String>,
 }
 
 /// One step (or one `for_each` element) of a run.

@@ -10,8 +10,8 @@ mod queue;
 mod schema;
 
 use super::{
-    AfterFailure, ClaimedEvent, EffectKey, Enqueued, EventFilter, NewEvent, NewRun, QueueId, QueuedEvent, RunFilter,
-    RunId, RunRecord, RunStatus, StepRecord, StepStatus, Store, StoreError, TokenPair,
+    AfterFailure, ClaimedEvent, EffectKey, Enqueued, EventFilter, FinishedRun, NewEvent, NewRun, QueueId, QueuedEvent,
+    RunFilter, RunId, RunRecord, RunStatus, StepRecord, StepStatus, Store, StoreError, TokenPair,
 };
 use rusqlite::types::Type;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, ToSql, TransactionBehavior};
@@ -104,6 +104,17 @@ impl SqliteStore {
     /// The effects table's item column: -1 stands for "no for_each" (see the schema).
     fn effect_item(&self, item: Option<u64>) -> Result<i64, StoreError> {
         item.map_or(Ok(-1), |i| self.stored_int("for_each item", i))
+    }
+
+    /// A finished run's steps with their numbers as stored: (item, duration) checked to fit.
+    fn step_rows(&self, run: &FinishedRun) -> Result<Vec<(Option<i64>, i64)>, StoreError> {
+        run.steps
+            .iter()
+            .map(|step| {
+                let item = step.item.map(|i| self.stored_int("for_each item", i)).transpose()?;
+                Ok((item, self.stored_int("step duration (ms)", step.duration_ms)?))
+            })
+            .collect()
     }
 
     fn claim_lost(&self, claim: &ClaimedEvent) -> StoreError {
@@ -224,6 +235,33 @@ impl Store for SqliteStore {
             return Err(StoreError::UnknownRun { path: self.path.clone(), run });
         }
         Ok(())
+    }
+
+    fn record_run(&self, run: &FinishedRun) -> Result<RunId, StoreError> {
+        let steps = self.step_rows(run)?;
+        self.in_transaction("record a run", |tx| insert_run(tx, run, &steps))
+    }
+
+    fn settle_event(
+        &self,
+        claim: &ClaimedEvent,
+        runs: &[FinishedRun],
+        failure: Option<(&str, AfterFailure)>,
+    ) -> Result<(), StoreError> {
+        let rows = runs.iter().map(|run| self.step_rows(run)).collect::<Result<Vec<_>, _>>()?;
+        let held = self.in_transaction("settle an event", |tx| {
+            for (run, steps) in runs.iter().zip(&rows) {
+                insert_run(tx, run, steps)?;
+            }
+            match failure {
+                None => queue::complete(tx, claim),
+                Some((error, next)) => queue::fail(tx, claim, error, next),
+            }
+        })?;
+        match held {
+            true => Ok(()),
+            false => Err(self.claim_lost(claim)),
+        }
     }
 
     fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>, StoreError> {
@@ -437,4 +475,42 @@ fn prepare_file(path: &Path) -> std::io::Result<()> {
     #[cfg(not(unix))]
     drop(file);
     Ok(())
+}
+
+/// One finished run and its steps (`numbers`: each step's item and duration as stored).
+fn insert_run(conn: &Connection, run: &FinishedRun, numbers: &[(Option<i64>, i64)]) -> rusqlite::Result<RunId> {
+    let id = conn
+        .prepare_cached(
+            "INSERT INTO runs (flow, event_id, trigger, status, started_at_ms, finished_at_ms, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+        )?
+        .query_row(
+            (
+                &run.run.flow,
+                &run.run.event_id,
+                &run.run.trigger,
+                run.status.as_str(),
+                run.run.started_at_ms,
+                now_ms(),
+                &run.error,
+            ),
+            |row| row.get(0).map(RunId),
+        )?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO run_steps (run_id, step, item, status, duration_ms, http_status, error, attempts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for (step, (item, duration_ms)) in run.steps.iter().zip(numbers) {
+        insert.execute((
+            id.0,
+            &step.step,
+            item,
+            step.status.as_str(),
+            duration_ms,
+            step.http_status,
+            &step.error,
+            step.attempts,
+        ))?;
+    }
+    Ok(id)
 }
