@@ -70,8 +70,8 @@ impl Service {
     /// how many items were new.
     async fn scan(&self, runner: &Runner, shutdown: &tokio::sync::watch::Receiver<bool>) -> Result<u64, String> {
         let name = &runner.plan.name;
-        let store_error = |e: crate::store::StoreError| format!("poll of `{name}`: {e}");
-        let mut resume = self.store.poll_cursor(name).map_err(store_error)?.and_then(|c| decode(&c));
+        let mut resume =
+            self.store.poll_cursor(name).map_err(|e| format!("poll of `{name}`: {e}"))?.and_then(|c| decode(&c));
         let mut fresh = 0;
         loop {
             let page = runner.poll_page(resume.as_ref()).await.map_err(|d| render::one_line(&d))?;
@@ -91,7 +91,10 @@ impl Service {
                 PollNext::More(at) | PollNext::Done(Some(at)) => encode(at),
                 PollNext::Done(None) => String::new(),
             };
-            let queued = self.store.enqueue_polled(name, &events, &saved).map_err(store_error)?;
+            let (store, poll) = (self.store.clone(), name.clone());
+            let queued = super::off_thread(move || store.enqueue_polled(&poll, &events, &saved))
+                .await
+                .map_err(|e| format!("poll of `{name}`: {e}"))?;
             let new = queued.iter().filter(|q| matches!(q, Enqueued::New(_))).count() as u64;
             if new > 0 {
                 fresh += new;
