@@ -51,10 +51,12 @@ async fn stand_in(shared: Shared) -> String {
         };
         let page: Vec<Value> = up.items.iter().skip(start).take(limit).cloned().collect();
         let last = page.last().cloned();
+        let more = start + page.len() < up.items.len();
         Json(json!({
             "contacts": page,
             "meta": {
                 "total": up.items.len(),
+                "nextPageUrl": more.then_some("http://127.0.0.1/ghl/contacts/?page=next"),
                 "startAfterId": last.as_ref().map(|c| c["id"].clone()),
                 "startAfter": last.as_ref().map(|c| c["dateAddedMs"].clone()),
             }
@@ -177,4 +179,16 @@ async fn a_cursor_paged_list_is_followed_from_its_tail() {
     assert_eq!(param(&queries[0], "startAfterId").as_deref(), Some("c00229"));
     assert_eq!(param(&queries[0], "locationId").as_deref(), Some("ve9EPM428h8vShlRW1KT"));
     assert_eq!(event_ids(&store).len(), 232);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_last_page_is_not_followed_by_an_empty_one() {
+    let contact = |i: usize| json!({"id": format!("c{i:05}"), "dateAddedMs": 1_700_000_000_000u64 + i as u64});
+    let up = Arc::new(Mutex::new(Upstream { items: (0..200).map(contact).collect(), ..Upstream::default() }));
+    let flow = "flow: all-contacts\ndescription: Every GHL contact.\ntrigger:\n  poll: { call: ghl.contacts.get-contacts, every: 1h, query: { locationId: abc, limit: 100 }, items: $.contacts, id: $.id }\nsteps:\n  - id: seen\n    set: { id: $.trigger.id }\n";
+    let dir = project("full-last", &stand_in(up.clone()).await, flow);
+    let (svc, _store) = service(&dir);
+    assert_eq!(svc.poll_now("all-contacts").await.unwrap(), 200);
+    // GHL's meta.nextPageUrl is null on the second page: no third request for nothing.
+    assert_eq!(up.lock().unwrap().queries.len(), 2);
 }

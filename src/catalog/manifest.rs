@@ -127,6 +127,11 @@ pub struct Pagination {
     /// JSONPath to the next page / cursor value, when the response carries one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<String>,
+    /// JSONPath to a value that is `null` or `false` on the last page (GHL's `$.meta.nextPageUrl`), so that a
+    /// full last page is not followed by a request for an empty one. When a response lacks it, the page size
+    /// decides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub more: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

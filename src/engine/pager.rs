@@ -22,6 +22,7 @@ pub struct Pager<'a> {
     position: u64,
     items: Option<serde_json_path::JsonPath>,
     next: Option<serde_json_path::JsonPath>,
+    more: Option<serde_json_path::JsonPath>,
 }
 
 impl<'a> Pager<'a> {
@@ -45,6 +46,7 @@ impl<'a> Pager<'a> {
             position,
             items: serde_json_path::JsonPath::parse(&rule.items).ok(),
             next: rule.next.as_deref().and_then(|n| serde_json_path::JsonPath::parse(n).ok()),
+            more: rule.more.as_deref().and_then(|m| serde_json_path::JsonPath::parse(m).ok()),
         };
         pager.place(req);
         pager
@@ -66,6 +68,10 @@ impl<'a> Pager<'a> {
     /// the last page (short, or the response names no next page), leaving `req` as it was.
     pub fn advance(&mut self, req: &mut RequestSpec, body: &Value, count: usize) -> bool {
         if (count as u64) < self.limit {
+            return false;
+        }
+        let more = self.more.as_ref().and_then(|p| p.query(body).first().cloned());
+        if matches!(more, Some(Value::Null | Value::Bool(false))) {
             return false;
         }
         let next = self.next.as_ref().and_then(|p| p.query(body).first().cloned());
