@@ -59,7 +59,7 @@ impl Service {
 
     /// Scan the poll flow `flow` once now, from its saved position to the end of its list; returns how many
     /// items were new. The server calls this on each flow's interval.
-    pub async fn poll_now(&self, flow: &str) -> Result<u64, String> {
+    pub async fn poll_now(self: &Arc<Self>, flow: &str) -> Result<u64, String> {
         let flows = self.current();
         let runner = flows.pollers.iter().find(|r| r.plan.name == flow).ok_or(format!("no poll flow `{flow}`"))?;
         let (_keep, running) = tokio::sync::watch::channel(false);
@@ -68,13 +68,23 @@ impl Service {
 
     /// One scan of a flow's list: from the saved position to the end, queueing each page's new items. Returns
     /// how many items were new.
-    async fn scan(&self, runner: &Runner, shutdown: &tokio::sync::watch::Receiver<bool>) -> Result<u64, String> {
+    async fn scan(
+        self: &Arc<Self>,
+        runner: &Runner,
+        shutdown: &tokio::sync::watch::Receiver<bool>,
+    ) -> Result<u64, String> {
         let name = &runner.plan.name;
         let mut resume =
             self.store.poll_cursor(name).map_err(|e| format!("poll of `{name}`: {e}"))?.and_then(|c| decode(&c));
         let mut fresh = 0;
+        // The page before this one, still committing: the next request needs only its cursor, so the two overlap.
+        let mut committing: Option<tokio::task::JoinHandle<Result<u64, String>>> = None;
         loop {
-            let page = runner.poll_page(resume.as_ref()).await.map_err(|d| render::one_line(&d))?;
+            let page = runner.poll_page(resume.as_ref()).await;
+            if let Some(previous) = committing.take() {
+                fresh += previous.await.map_err(|e| format!("poll of `{name}`: {e}"))??;
+            }
+            let page = page.map_err(|d| render::one_line(&d))?;
             let received_at_ms = chrono::Utc::now().timestamp_millis();
             let events: Vec<NewEvent> = page
                 .items
@@ -91,21 +101,36 @@ impl Service {
                 PollNext::More(at) | PollNext::Done(Some(at)) => encode(at),
                 PollNext::Done(None) => String::new(),
             };
-            let (store, poll) = (self.store.clone(), name.clone());
-            let queued = super::off_thread(move || store.enqueue_polled(&poll, &events, &saved))
-                .await
-                .map_err(|e| format!("poll of `{name}`: {e}"))?;
-            let new = queued.iter().filter(|q| matches!(q, Enqueued::New(_))).count() as u64;
-            if new > 0 {
-                fresh += new;
-                self.metrics.received.fetch_add(new, Relaxed);
-                self.wake.notify_waiters();
-            }
+            let commit = self.commit_page(name, events, saved);
             match page.next {
-                PollNext::More(at) if !*shutdown.borrow() => resume = Some(at),
-                _ => return Ok(fresh),
+                PollNext::More(at) if !*shutdown.borrow() => {
+                    resume = Some(at);
+                    committing = Some(commit);
+                }
+                _ => return Ok(fresh + commit.await.map_err(|e| format!("poll of `{name}`: {e}"))??),
             }
         }
+    }
+
+    /// Queue a page's items and save where the list continues, in one transaction on the blocking pool; the
+    /// handle answers how many items were new.
+    fn commit_page(
+        self: &Arc<Self>,
+        name: &str,
+        events: Vec<NewEvent>,
+        saved: String,
+    ) -> tokio::task::JoinHandle<Result<u64, String>> {
+        let (svc, poll) = (self.clone(), name.to_string());
+        tokio::task::spawn_blocking(move || {
+            let queued =
+                svc.store.enqueue_polled(&poll, &events, &saved).map_err(|e| format!("poll of `{poll}`: {e}"))?;
+            let new = queued.iter().filter(|q| matches!(q, Enqueued::New(_))).count() as u64;
+            if new > 0 {
+                svc.metrics.received.fetch_add(new, Relaxed);
+                svc.wake.notify_waiters();
+            }
+            Ok(new)
+        })
     }
 }
 
