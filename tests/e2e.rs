@@ -220,7 +220,7 @@ fn ghl_project(sandbox: &str, relay: &str) -> std::path::PathBuf {
     std::fs::write(
         dir.join("weft.yaml"),
         format!(
-            "connections:\n  ghl:\n    connector: ghl\n    base_url: {sandbox}/ghl\n    auth: {{ token: {{ file: ghl-token }} }}\n    location_id: {LOCATION}\n    scopes:\n{scopes}  payhere:\n    connector: payhere\n    base_url: {sandbox}/payhere\n    auth: {{ token: {{ file: payhere-key }} }}\n    webhook_secret: {{ file: payhere-whsec }}\n  relay:\n    connector: http\n    base_url: {relay}\n    auth: {{ header: X-Weft-Relay-Key, api_key: {{ file: relay-key }} }}\n"
+            "connections:\n  ghl:\n    connector: ghl\n    base_url: {sandbox}/ghl\n    auth: {{ token: {{ file: ghl-token }} }}\n    webhook_public_key: {{ file: ghl-webhook.pub.pem }}\n    location_id: {LOCATION}\n    scopes:\n{scopes}  payhere:\n    connector: payhere\n    base_url: {sandbox}/payhere\n    auth: {{ token: {{ file: payhere-key }} }}\n    webhook_secret: {{ file: payhere-whsec }}\n  relay:\n    connector: http\n    base_url: {relay}\n    auth: {{ header: X-Weft-Relay-Key, api_key: {{ file: relay-key }} }}\n"
         ),
     )
     .unwrap();
@@ -305,11 +305,10 @@ async fn shipped_ghl_and_payhere_flows_fed_by_the_sandboxs_webhooks_write_each_e
     let relay_url = relay(received.clone()).await;
 
     let dir = ghl_project(&sandbox, &relay_url);
-    let mut ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
+    // GHL's private key is not ours: weft.yaml gives serve the test key's public half instead of GHL's.
+    std::fs::write(dir.join("ghl-webhook.pub.pem"), include_str!("fixtures/sandbox-webhook.pub.pem")).unwrap();
+    let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
     assert!(ctx.diagnostics.iter().all(|d| !d.is_error()), "{:?}", ctx.diagnostics);
-    // GHL's private key is not ours: serve verifies with the test key's public half instead of GHL's.
-    ctx.catalog.connectors.get_mut("ghl").unwrap().webhook_public_key =
-        Some(include_str!("fixtures/sandbox-webhook.pub.pem").to_string());
     let store = Arc::new(SqliteStore::open(&dir.join(".weft/state.db")).unwrap());
     let svc = Arc::new(Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}")));
     let app = svc.router();

@@ -43,6 +43,10 @@ pub struct Connection {
     /// The webhook signing secret (Razorpay, Payhere, Wizehire relay), by reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret: Option<SecretRef>,
+    /// The PEM public key that checks RSA-signed webhooks (GHL) instead of the connector's published one: a
+    /// rotated key, or the pair `weft sandbox --webhook-key` signs with. From a file or an environment variable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_public_key: Option<SecretRef>,
     /// GHL: the sub-account (location) id, used as `${{ connections.NAME.location_id }}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location_id: Option<String>,

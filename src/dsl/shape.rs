@@ -356,7 +356,10 @@ fn last(pointer: &str) -> &str {
 
 fn is_secret_slot(pointer: &str) -> bool {
     let parts: Vec<&str> = pointer.split('/').collect();
-    matches!(parts.as_slice(), ["", "connections", _, "auth", _] | ["", "connections", _, "webhook_secret"])
+    matches!(
+        parts.as_slice(),
+        ["", "connections", _, "auth", _] | ["", "connections", _, "webhook_secret" | "webhook_public_key"]
+    )
 }
 
 /// The schema object that describes the value at `pointer`, following `$ref`s into `$defs`.

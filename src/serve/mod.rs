@@ -201,7 +201,23 @@ impl Flows {
                 }
                 None => None,
             };
-            let verifier = match Verifier::new(&hooks.signature, secret, connector.webhook_public_key.as_deref()) {
+            // The project's own public key (a rotated one, a sandbox's pair) before the connector's published one.
+            let own_key = match info.config.as_ref().and_then(|c| c.webhook_public_key.as_ref()) {
+                Some(r) => {
+                    let base =
+                        ctx.file.as_ref().and_then(|f| f.path().parent().map(Path::to_path_buf)).unwrap_or_default();
+                    match crate::engine::secrets::resolve(name, "webhook_public_key", r, &base) {
+                        Ok(pem) => Some(pem),
+                        Err(e) => {
+                            problems.push(Diagnostic::error(crate::diag::codes::RUN_SECRET_MISSING, e.to_string()));
+                            continue;
+                        }
+                    }
+                }
+                None => None,
+            };
+            let public_key = own_key.as_deref().or(connector.webhook_public_key.as_deref());
+            let verifier = match Verifier::new(&hooks.signature, secret, public_key) {
                 Ok(v) => v,
                 Err(e) => {
                     problems.push(Diagnostic::error(

@@ -130,6 +130,7 @@ fn lenient_connection(value: &serde_json::Value) -> Option<Connection> {
         // Keep the (reported) broken credentials out of the model but remember they were given.
         let had_auth = map.remove("auth").is_some();
         map.remove("webhook_secret");
+        map.remove("webhook_public_key");
         let mut conn: Connection = serde_json::from_value(stripped).ok()?;
         if had_auth {
             conn.auth = Some(ConnectionAuth { malformed: true, ..ConnectionAuth::default() });
@@ -248,6 +249,9 @@ fn secret_refs(conn: &Connection) -> Vec<(String, &SecretRef)> {
     }
     if let Some(s) = &conn.webhook_secret {
         out.push(("/webhook_secret".to_string(), s));
+    }
+    if let Some(s) = &conn.webhook_public_key {
+        out.push(("/webhook_public_key".to_string(), s));
     }
     out
 }
