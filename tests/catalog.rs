@@ -89,6 +89,21 @@ fn every_event_schema_compiles_and_accepts_its_example() {
 }
 
 #[test]
+fn every_event_alias_names_an_event_that_exists_and_is_not_one_itself() {
+    let catalog = catalog();
+    let mut aliases = 0;
+    for connector in catalog.connectors.values() {
+        let Some(hooks) = &connector.manifest.webhooks else { continue };
+        for (alias, target) in &hooks.aliases {
+            assert!(hooks.events.contains_key(target), "{}: alias `{alias}` names no event `{target}`", connector.name);
+            assert!(!hooks.events.contains_key(alias), "{}: alias `{alias}` is an event itself", connector.name);
+            aliases += 1;
+        }
+    }
+    assert!(aliases >= 4, "GHL's INSTALL, UNINSTALL, PLAN_CHANGE and ConversationUnreadUpdate: {aliases}");
+}
+
+#[test]
 fn ghl_facts_hold() {
     let catalog = catalog();
     let ghl = catalog.connector("ghl").expect("ghl");

@@ -190,3 +190,56 @@ async fn a_reload_swaps_in_valid_flows_and_keeps_the_old_ones_on_error() {
     assert!(diags.iter().any(|d| d.code.id == "flow::trigger::bad_cron"), "{diags:#?}");
     assert_eq!(svc.describe(), ["schedule tick-a → tick-a", "schedule tick-b → tick-b"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ghl_event_sent_under_its_alias_runs_the_events_flows() {
+    let dir = std::env::temp_dir().join(format!("weft-serve-alias-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).unwrap();
+    std::fs::write(dir.join("ghl.pub.pem"), include_str!("fixtures/sandbox-webhook.pub.pem")).unwrap();
+    std::fs::write(dir.join("token"), "pit-alias-test").unwrap();
+    std::fs::write(
+        dir.join("weft.yaml"),
+        "connections:\n  ghl:\n    connector: ghl\n    auth: { token: { file: token } }\n    webhook_public_key: { file: ghl.pub.pem }\n    location_id: ve9EPM428h8vShlRW1KT\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("flows/installed.yaml"),
+        "flow: app-installed\ndescription: Note each install.\ntrigger:\n  webhook: { connection: ghl, event: AppInstall }\nsteps:\n  - id: seen\n    set: { location: $.trigger.locationId }\n",
+    )
+    .unwrap();
+    let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
+    assert!(ctx.diagnostics.iter().all(|d| !d.is_error()), "{:?}", ctx.diagnostics);
+    let store = Arc::new(SqliteStore::open(&dir.join(".weft/state.db")).unwrap());
+    let svc = Arc::new(Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}")));
+    assert!(svc.describe().iter().any(|r| r == "ghl INSTALL → app-installed"), "{:?}", svc.describe());
+    assert_eq!(svc.current().flow_count(), 1);
+
+    // GHL's own AppInstall example says `type: INSTALL`.
+    let mut event: Value =
+        serde_json::from_str(include_str!("../connectors/ghl/webhooks/AppInstall.example.json")).unwrap();
+    assert_eq!(event["type"], "INSTALL");
+    event["timestamp"] = json!(chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    event["webhookId"] = json!("wh-alias-0001");
+    let body = serde_json::to_vec(&event).unwrap();
+    let key = weft::sandbox::webhooks::rsa_key_from_pem(include_str!("fixtures/sandbox-webhook.key")).unwrap();
+    let mut signature = vec![0; key.public().modulus_len()];
+    key.sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), &body, &mut signature).unwrap();
+    let signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, signature);
+    let headers = vec![("x-wh-signature".to_string(), signature)];
+    let (status, answer) = svc.ingest("ghl", &headers, &body).await.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!((status.as_u16(), &answer["status"]), (200, &json!("queued")));
+
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(svc.clone().work(stop_rx));
+    let filter = weft::store::RunFilter { limit: 10, ..Default::default() };
+    for _ in 0..100 {
+        if !weft::store::Store::runs(store.as_ref(), &filter).unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let runs = weft::store::Store::runs(store.as_ref(), &filter).unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!((runs[0].flow.as_str(), runs[0].status), ("app-installed", weft::store::RunStatus::Succeeded));
+}

@@ -174,6 +174,10 @@ pub struct Webhooks {
     pub event_id: Option<EventId>,
     /// Event name → description, payload schema and example.
     pub events: IndexMap<String, Event>,
+    /// Event-type values that name one of `events` differently, value → event name (GHL sends `type: INSTALL`
+    /// for `AppInstall`). A delivery with either runs the event's flows.
+    #[serde(default, skip_serializing_if = "IndexMap::is_empty")]
+    pub aliases: IndexMap<String, String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]

@@ -124,7 +124,7 @@ impl Service {
             return Err(errors);
         }
         let fresh = Flows::build(&ctx, &self.paths, self.store.clone())?;
-        let count = fresh.routes.values().map(Vec::len).sum();
+        let count = fresh.flow_count();
         *self.flows.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
         self.reloaded.notify_waiters();
         Ok(count)
@@ -132,6 +132,13 @@ impl Service {
 }
 
 impl Flows {
+    /// How many flows are served (a flow routed under an event's aliases too counts once).
+    pub fn flow_count(&self) -> usize {
+        let names: std::collections::HashSet<&str> =
+            self.routes.values().flatten().map(|r| r.plan.name.as_str()).collect();
+        names.len()
+    }
+
     fn build(ctx: &ProjectContext, flows: &[PathBuf], store: Arc<dyn Store>) -> Result<Flows, Vec<Diagnostic>> {
         let connections = from_project(ctx);
         let live =
@@ -173,6 +180,10 @@ impl Flows {
                             Arc::new(Runner::new(Arc::new(plan), caller.clone(), Some(store.clone()), &connections));
                         if key.0 == "poll" {
                             pollers.push(runner.clone());
+                        }
+                        // The other names the app sends the same event under (GHL's `INSTALL` for AppInstall).
+                        for alias in event_aliases(ctx, &key.0, &key.1) {
+                            routes.entry((key.0.clone(), alias)).or_default().push(runner.clone());
                         }
                         routes.entry(key).or_default().push(runner);
                     }
@@ -586,6 +597,15 @@ pub async fn run(
         let _ = h.await;
     }
     Ok(())
+}
+
+/// The event-type values that name `event` of `connection`'s connector by another name.
+fn event_aliases(ctx: &ProjectContext, connection: &str, event: &str) -> Vec<String> {
+    let Some(info) = ctx.connections.get(connection) else { return Vec::new() };
+    let Some(hooks) = ctx.catalog.connector(&info.connector).and_then(|c| c.manifest.webhooks.as_ref()) else {
+        return Vec::new();
+    };
+    hooks.aliases.iter().filter(|(_, target)| target.as_str() == event).map(|(alias, _)| alias.clone()).collect()
 }
 
 /// A store call on tokio's blocking pool (the store is synchronous SQLite).
