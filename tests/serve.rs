@@ -243,3 +243,34 @@ async fn a_ghl_event_sent_under_its_alias_runs_the_events_flows() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert_eq!((runs[0].flow.as_str(), runs[0].status), ("app-installed", weft::store::RunStatus::Succeeded));
 }
+
+#[test]
+fn a_schedule_missed_while_stopped_runs_once_for_the_latest_time() {
+    let dir = std::env::temp_dir().join(format!("weft-serve-catch-up-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).unwrap();
+    std::fs::write(dir.join("weft.yaml"), "connections: {}\n").unwrap();
+    std::fs::write(
+        dir.join("flows/nightly.yaml"),
+        "flow: nightly\ndescription: 02:00 in Kolkata.\ntrigger:\n  schedule: { cron: \"0 2 * * *\", timezone: Asia/Kolkata }\nsteps:\n  - id: at\n    set: { at: $.trigger.scheduled_at }\n",
+    )
+    .unwrap();
+    let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
+    assert!(ctx.diagnostics.iter().all(|d| !d.is_error()), "{:?}", ctx.diagnostics);
+    let store = Arc::new(SqliteStore::open(&dir.join(".weft/state.db")).unwrap());
+    let svc = Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}"));
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&chrono::Utc);
+    let events = || weft::store::Store::events(store.as_ref(), &weft::store::EventFilter::default()).unwrap();
+
+    // The first start only starts the count.
+    svc.catch_up(at("2026-03-01T12:00:00Z"));
+    assert!(events().is_empty());
+    // Stopped for three nights: one run, for the last night (02:00 IST = 20:30 UTC the day before).
+    svc.catch_up(at("2026-03-04T12:00:00Z"));
+    let queued = events();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].event_id, "nightly@2026-03-03T20:30:00+00:00");
+    // Started again the same day: nothing more.
+    svc.catch_up(at("2026-03-04T13:00:00Z"));
+    assert_eq!(events().len(), 1);
+}

@@ -68,7 +68,8 @@ pub struct ScheduleTrigger {
     /// Five fields: minute, hour, day of month, month, day of week (an optional sixth leading seconds
     /// field is accepted). `@daily`, `@hourly` and friends work too.
     pub cron: String,
-    /// The time zone the cron fields are read in: `UTC` (the default) or a fixed offset such as `+05:30`.
+    /// The time zone the cron fields are read in: `UTC` (the default), an IANA zone such as `Asia/Kolkata` or
+    /// `America/New_York` (daylight saving followed), or a fixed offset such as `+05:30`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
 }

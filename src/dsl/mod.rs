@@ -7,3 +7,4 @@ pub mod project;
 pub mod shape;
 pub mod value;
 pub mod yaml;
+pub mod zone;

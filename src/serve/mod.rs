@@ -8,6 +8,7 @@
 
 pub mod metrics;
 mod poll;
+mod schedule;
 pub mod signature;
 
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ use crate::store::{AfterFailure, Enqueued, NewEvent, RetryPolicy as QueueRetry, 
 use crate::transport::live::Live;
 use crate::validate::ProjectContext;
 use metrics::Metrics;
+use schedule::Schedule;
 use signature::{Delivery, Verifier};
 
 /// How long a worker owns a claimed event before another may take it over.
@@ -77,12 +79,6 @@ pub struct Flows {
     schedules: Vec<Schedule>,
     /// Poll-triggered flows: each new item fires into the queue as connection `poll`, kind = the flow's name.
     pollers: Vec<Arc<Runner>>,
-}
-
-struct Schedule {
-    flow: String,
-    cron: croner::Cron,
-    offset: chrono::FixedOffset,
 }
 
 struct Inbound {
@@ -163,10 +159,10 @@ impl Flows {
                         TriggerPlan::Webhook { connection, event } => Some((connection, event)),
                         TriggerPlan::Schedule { cron, timezone } => {
                             // Validation already parsed both; a failure here is reported, not unwrapped.
-                            let offset = parse_offset(timezone.as_deref());
-                            match (cron.parse::<croner::Cron>(), offset) {
-                                (Ok(cron), Some(offset)) => {
-                                    schedules.push(Schedule { flow: plan.name.clone(), cron, offset });
+                            let zone = crate::dsl::zone::Zone::parse(timezone.as_deref());
+                            match (cron.parse::<croner::Cron>(), zone) {
+                                (Ok(cron), Some(zone)) => {
+                                    schedules.push(Schedule { flow: plan.name.clone(), cron, zone });
                                     Some(("schedule".to_string(), plan.name.clone()))
                                 }
                                 _ => None,
@@ -446,43 +442,6 @@ impl Service {
         }
     }
 
-    /// Fire scheduled flows: at each cron time, enqueue an event `schedule` / flow name whose id is the flow and
-    /// the time, so that two servers on one database (or a restart within the minute) fire it once.
-    pub async fn schedule(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
-        loop {
-            let flows = self.current();
-            let now = chrono::Utc::now();
-            let next_of = |s: &Schedule| {
-                s.cron
-                    .find_next_occurrence(&now.with_timezone(&s.offset), false)
-                    .ok()
-                    .map(|t| t.with_timezone(&chrono::Utc))
-            };
-            let next = flows.schedules.iter().filter_map(next_of).min();
-            // Nothing scheduled: wait for a reload (or shutdown).
-            let wait = next.map_or(Duration::from_secs(3600), |at| (at - now).to_std().unwrap_or_default());
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.reloaded.notified() => continue,
-                _ = shutdown.changed() => return,
-            }
-            let Some(at) = next else { continue };
-            for s in flows.schedules.iter().filter(|s| next_of(s) == Some(at)) {
-                let event = NewEvent {
-                    connection: "schedule".into(),
-                    event_id: format!("{}@{}", s.flow, at.to_rfc3339()),
-                    kind: s.flow.clone(),
-                    payload: json!({"scheduled_at": at.to_rfc3339(), "flow": s.flow}),
-                    received_at_ms: chrono::Utc::now().timestamp_millis(),
-                };
-                if let Err(e) = self.store.enqueue_event(&event) {
-                    eprintln!("weft serve: could not queue the scheduled run of {}: {e}", s.flow);
-                }
-            }
-            self.wake.notify_one();
-        }
-    }
-
     /// Reload on SIGHUP, and when a flow file or weft.yaml changes (checked every 2 s: no file-watching
     /// dependency for what a 2-second poll of a few dozen files does).
     pub async fn watch(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
@@ -615,19 +574,5 @@ async fn off_thread<T: Send + 'static>(
     match tokio::task::spawn_blocking(call).await {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(e) => Err(format!("the store call did not finish: {e}")),
-    }
-}
-
-/// `UTC` or `+05:30` (what validation accepts) as a fixed offset.
-fn parse_offset(tz: Option<&str>) -> Option<chrono::FixedOffset> {
-    match tz {
-        None | Some("UTC") | Some("Z") => chrono::FixedOffset::east_opt(0),
-        Some(t) if t.len() == 6 => {
-            let sign = if t.starts_with('-') { -1 } else { 1 };
-            let hours: i32 = t[1..3].parse().ok()?;
-            let minutes: i32 = t[4..6].parse().ok()?;
-            chrono::FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
-        }
-        _ => None,
     }
 }

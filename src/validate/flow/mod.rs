@@ -154,11 +154,24 @@ impl<'a> Checker<'a> {
                     .help = Some(cron_help(&s.cron));
             }
             if let Some(tz) = &s.timezone {
-                if !valid_timezone(tz) {
+                if crate::dsl::zone::Zone::parse(Some(tz)).is_none() {
                     let span = self.node("/trigger/schedule/timezone").span;
+                    let names = chrono_tz::TZ_VARIANTS.iter().map(|z| z.name());
+                    let close = crate::diag::did_you_mean(tz, names);
+                    let help = match close.as_slice() {
+                        [] => "use an IANA time zone such as `Asia/Kolkata` or `America/New_York`, `UTC`, or a fixed \
+                               offset such as `+05:30`"
+                            .to_string(),
+                        _ => crate::diag::suggest(tz, close.iter().copied()),
+                    };
                     self.sink
-                        .error(codes::SCHEMA_VALUE, span, format!("`{tz}` is not a supported time zone"), "unsupported")
-                        .help = Some("use `UTC` or a fixed offset such as `+05:30`".into());
+                        .error(
+                            codes::SCHEMA_VALUE,
+                            span,
+                            format!("`{tz}` is not a time zone weft knows"),
+                            "unknown zone",
+                        )
+                        .help = Some(help);
                 }
             }
         }
@@ -450,18 +463,6 @@ fn list(items: &[&str]) -> String {
     let shown: Vec<String> = items.iter().take(15).map(|i| format!("`{i}`")).collect();
     let more = if items.len() > 15 { format!(" and {} more", items.len() - 15) } else { String::new() };
     format!("{}{more}", shown.join(", "))
-}
-
-fn valid_timezone(tz: &str) -> bool {
-    if tz == "UTC" || tz == "Z" {
-        return true;
-    }
-    let b = tz.as_bytes();
-    b.len() == 6
-        && (b[0] == b'+' || b[0] == b'-')
-        && b[3] == b':'
-        && tz[1..3].parse::<u8>().is_ok_and(|h| h <= 14)
-        && tz[4..6].parse::<u8>().is_ok_and(|m| m < 60)
 }
 
 /// Which cron field is out of range, and what the fields are.
