@@ -51,7 +51,7 @@ fn events_and_replay_read_the_durable_queue() {
         connection: "razorpay".into(),
         event_id: "evt_Cli000000001".into(),
         kind: "payment.captured".into(),
-        payload: serde_json::json!({}),
+        payload: serde_json::json!({}).into(),
         received_at_ms: 0,
     };
     store.enqueue_event(&event).unwrap();

@@ -83,7 +83,7 @@ fn event(connection: &str, id: &str, received_at_ms: i64) -> NewEvent {
         connection: connection.into(),
         event_id: id.into(),
         kind: "payment.captured".into(),
-        payload: json!({ "id": id, "amount": 5000 }),
+        payload: json!({ "id": id, "amount": 5000 }).into(),
         received_at_ms,
     }
 }

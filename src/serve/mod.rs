@@ -6,6 +6,7 @@
 //! webhook trigger matches, and mark the event done, or failed with a retry time, or dead after the last
 //! attempt. `GET /healthz` and `GET /metrics` (Prometheus) report on it.
 
+mod lookup;
 pub mod metrics;
 mod poll;
 mod schedule;
@@ -23,7 +24,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::diag::{render, Diagnostic};
 use crate::engine::call::Caller;
@@ -31,9 +32,10 @@ use crate::engine::connection::from_project;
 use crate::engine::plan::{compile_flow, TriggerPlan};
 use crate::engine::retry::RetryPolicy;
 use crate::engine::run::{EventInput, RunStatus, Runner};
-use crate::store::{AfterFailure, Enqueued, NewEvent, RetryPolicy as QueueRetry, Store};
+use crate::store::{AfterFailure, Enqueued, NewEvent, Payload, RetryPolicy as QueueRetry, Store};
 use crate::transport::live::Live;
 use crate::validate::ProjectContext;
+use lookup::Lookup;
 use metrics::Metrics;
 use schedule::Schedule;
 use signature::{Delivery, Verifier};
@@ -68,6 +70,15 @@ struct GroupCommit {
     committing: std::sync::atomic::AtomicBool,
 }
 
+/// The 2xx answer to a delivery: `queued` (stored now) or `duplicate` (stored before, as `id`).
+#[derive(Debug, serde::Serialize)]
+pub struct Accepted {
+    pub status: &'static str,
+    /// The queue's id for the event.
+    pub id: i64,
+    pub event_id: String,
+}
+
 /// The compiled flows and how deliveries reach them. Built whole and swapped whole: a reload that fails to
 /// validate leaves the running set untouched.
 pub struct Flows {
@@ -83,9 +94,9 @@ pub struct Flows {
 
 struct Inbound {
     verifier: Verifier,
-    event_type_path: Option<serde_json_path::JsonPath>,
+    event_type_path: Option<Lookup>,
     event_id_header: Option<String>,
-    event_id_path: Option<serde_json_path::JsonPath>,
+    event_id_path: Option<Lookup>,
 }
 
 impl Service {
@@ -234,7 +245,7 @@ impl Flows {
                     continue;
                 }
             };
-            let path = |p: &Option<String>| p.as_deref().and_then(|p| serde_json_path::JsonPath::parse(p).ok());
+            let path = |p: &Option<String>| p.as_deref().and_then(Lookup::parse);
             inbound.insert(
                 name.clone(),
                 Inbound {
@@ -267,7 +278,7 @@ impl Service {
         connection: &str,
         headers: &[(String, String)],
         body: &[u8],
-    ) -> Result<(StatusCode, Value), (StatusCode, String)> {
+    ) -> Result<Accepted, (StatusCode, String)> {
         let reject = |status: StatusCode, msg: String| {
             self.metrics.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Err((status, msg))
@@ -279,23 +290,21 @@ impl Service {
         if let Err(e) = inbound.verifier.verify(&Delivery { headers, body }, chrono::Utc::now()) {
             return reject(StatusCode::UNAUTHORIZED, format!("signature check failed: {e}"));
         }
-        let payload: Value = match serde_json::from_slice(body) {
-            Ok(v) => v,
+        // Stored as received: checked to be JSON here, parsed whole only by the worker that runs it.
+        let payload = match Payload::from_json(body) {
+            Ok(p) => p,
             Err(e) => return reject(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
         };
         let kind = inbound
             .event_type_path
             .as_ref()
-            .and_then(|p| p.query(&payload).first().and_then(Value::as_str).map(str::to_string))
+            .and_then(|p| p.string(payload.as_str()))
             .unwrap_or_else(|| "unknown".into());
         let header_id = inbound
             .event_id_header
             .as_ref()
             .and_then(|h| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(h)).map(|(_, v)| v.clone()));
-        let body_id = inbound
-            .event_id_path
-            .as_ref()
-            .and_then(|p| p.query(&payload).first().and_then(|v| v.as_str().map(str::to_string)));
+        let body_id = inbound.event_id_path.as_ref().and_then(|p| p.string(payload.as_str()));
         // A delivery whose sender gives no id: the same bytes are the same event.
         let event_id = header_id.or(body_id).unwrap_or_else(|| crate::engine::run::content_id("body", body));
         let event = NewEvent {
@@ -310,11 +319,11 @@ impl Service {
             Ok(Enqueued::New(id)) => {
                 self.metrics.received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.wake.notify_one();
-                Ok((StatusCode::OK, json!({"status": "queued", "id": id.0, "event_id": event_id})))
+                Ok(Accepted { status: "queued", id: id.0, event_id })
             }
             Ok(Enqueued::Duplicate(id)) => {
                 self.metrics.duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Ok((StatusCode::OK, json!({"status": "duplicate", "id": id.0, "event_id": event_id})))
+                Ok(Accepted { status: "duplicate", id: id.0, event_id })
             }
             // Not persisted: the sender must retry, so answer 503 rather than 2xx.
             Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("could not persist the event: {e}"))),
@@ -523,7 +532,7 @@ async fn receive(
     let headers: Vec<(String, String)> =
         headers.iter().filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))).collect();
     match svc.ingest(&connection, &headers, &body).await {
-        Ok((status, body)) => (status, Json(body)).into_response(),
+        Ok(accepted) => (StatusCode::OK, Json(accepted)).into_response(),
         Err((status, message)) => (status, Json(json!({"error": message}))).into_response(),
     }
 }

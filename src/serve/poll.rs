@@ -93,7 +93,7 @@ impl Service {
                     connection: "poll".into(),
                     event_id: format!("{name}:{id}"),
                     kind: name.clone(),
-                    payload: item,
+                    payload: item.into(),
                     received_at_ms,
                 })
                 .collect();

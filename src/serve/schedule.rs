@@ -109,7 +109,7 @@ impl Service {
             connection: "schedule".into(),
             event_id: format!("{}@{}", s.flow, at.to_rfc3339()),
             kind: s.flow.clone(),
-            payload: json!({"scheduled_at": at.to_rfc3339(), "flow": s.flow}),
+            payload: json!({"scheduled_at": at.to_rfc3339(), "flow": s.flow}).into(),
             received_at_ms: Utc::now().timestamp_millis(),
         };
         if let Err(e) = self.store.enqueue_polled(&cursor_key(&s.flow), &[event], &at.to_rfc3339()) {

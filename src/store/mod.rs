@@ -11,7 +11,8 @@ pub mod sqlite;
 
 pub use error::StoreError;
 pub use queue::{
-    AfterFailure, ClaimedEvent, Enqueued, EventFilter, EventStatus, NewEvent, QueueId, QueuedEvent, RetryPolicy,
+    AfterFailure, ClaimedEvent, Enqueued, EventFilter, EventStatus, NewEvent, Payload, QueueId, QueuedEvent,
+    RetryPolicy,
 };
 
 use serde::Serialize;

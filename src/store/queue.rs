@@ -18,9 +18,47 @@ pub struct NewEvent {
     pub event_id: String,
     /// The event type, e.g. `payment.captured`.
     pub kind: String,
-    pub payload: serde_json::Value,
+    pub payload: Payload,
     /// Unix ms; also when the event first becomes due to be claimed.
     pub received_at_ms: i64,
+}
+
+/// An event's JSON document as text, stored as it is. A webhook's is its body exactly as received and verified:
+/// ingest checks that it is JSON but never builds a `Value` of it nor re-serialises it (workers parse it when they
+/// claim the event). Scheduled and polled events serialise their `Value` once. Always one valid JSON document.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Payload(String);
+
+impl Payload {
+    /// `body` as it is, if it is one JSON document (surrounding whitespace allowed) in UTF-8.
+    pub fn from_json(body: &[u8]) -> Result<Payload, serde_json::Error> {
+        // Validates the syntax and the UTF-8 of the document without building it.
+        let _: &serde_json::value::RawValue = serde_json::from_slice(body)?;
+        // Only ASCII whitespace can surround the document, so the whole body is UTF-8 too.
+        let text = std::str::from_utf8(body).map_err(<serde_json::Error as serde::de::Error>::custom)?;
+        Ok(Payload(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The document as a `Value`, for whoever reads it whole (a worker running the event's flows).
+    pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+}
+
+impl From<&serde_json::Value> for Payload {
+    fn from(value: &serde_json::Value) -> Payload {
+        Payload(value.to_string())
+    }
+}
+
+impl From<serde_json::Value> for Payload {
+    fn from(value: serde_json::Value) -> Payload {
+        Payload::from(&value)
+    }
 }
 
 /// The answer to an enqueue: a re-delivered event id is acknowledged but not queued twice.

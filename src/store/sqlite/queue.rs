@@ -19,7 +19,7 @@ pub(super) fn enqueue(conn: &Connection, event: &NewEvent) -> rusqlite::Result<E
              RETURNING id",
         )?
         .query_row(
-            (&event.connection, &event.event_id, &event.kind, event.payload.to_string(), event.received_at_ms),
+            (&event.connection, &event.event_id, &event.kind, event.payload.as_str(), event.received_at_ms),
             |row| row.get(0),
         )
         .optional()?;
