@@ -55,19 +55,46 @@ pub struct Service {
     wake: tokio::sync::Notify,
     /// Wakes the scheduler and the poller after a reload, so new times and intervals apply at once.
     reloaded: tokio::sync::Notify,
-    commits: GroupCommit,
+    /// The group-commit writer, started by the first delivery (or why it could not start).
+    writer: std::sync::OnceLock<Result<std::sync::mpsc::Sender<Waiting>, String>>,
 }
 
-/// Deliveries waiting for their transaction. Each webhook must be on disk before its 2xx, but one transaction
-/// (one WAL sync) per webhook caps ingest at what the disk syncs per second; instead the first waiting request
-/// commits everything queued meanwhile in one transaction, then answers each (group commit).
 /// A delivery and where to send the outcome of its commit.
 type Waiting = (NewEvent, tokio::sync::oneshot::Sender<Result<Enqueued, String>>);
 
-#[derive(Default)]
-struct GroupCommit {
-    pending: std::sync::Mutex<Vec<Waiting>>,
-    committing: std::sync::atomic::AtomicBool,
+/// Most deliveries one transaction takes: bounds how long the first of them waits for its answer.
+const MAX_GROUP: usize = 1024;
+
+/// Group commit. Each webhook must be in the database before its 2xx, but one transaction per webhook caps
+/// ingest at one commit's cost per event; instead one thread of its own takes every delivery that arrived while
+/// it was committing the last group, writes them in one transaction, answers each, and blocks again when none
+/// wait. A thread rather than a task per group: no hand-off through the async workers and the blocking pool
+/// between one group and the next. It ends when the [`Service`] (the only sender) is dropped.
+fn start_writer(store: Arc<dyn Store>) -> std::io::Result<std::sync::mpsc::Sender<Waiting>> {
+    let (tx, rx) = std::sync::mpsc::channel::<Waiting>();
+    std::thread::Builder::new().name("weft-ingest".into()).spawn(move || {
+        while let Ok(first) = rx.recv() {
+            let group: Vec<Waiting> = std::iter::once(first).chain(rx.try_iter().take(MAX_GROUP - 1)).collect();
+            let (events, replies): (Vec<NewEvent>, Vec<_>) = group.into_iter().unzip();
+            // A panic in the store fails this group's deliveries (503: their senders retry), not every later one.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.enqueue_events(&events)));
+            match outcome {
+                Ok(Ok(enqueued)) => replies.into_iter().zip(enqueued).for_each(|(reply, e)| {
+                    let _ = reply.send(Ok(e));
+                }),
+                Ok(Err(e)) => {
+                    let e = e.to_string();
+                    replies.into_iter().for_each(|reply| {
+                        let _ = reply.send(Err(e.clone()));
+                    })
+                }
+                Err(_) => replies.into_iter().for_each(|reply| {
+                    let _ = reply.send(Err("the store panicked".into()));
+                }),
+            }
+        }
+    })?;
+    Ok(tx)
 }
 
 /// The 2xx answer to a delivery: `queued` (stored now) or `duplicate` (stored before, as `id`).
@@ -113,7 +140,7 @@ impl Service {
             metrics: Metrics::default(),
             wake: tokio::sync::Notify::new(),
             reloaded: tokio::sync::Notify::new(),
-            commits: GroupCommit::default(),
+            writer: std::sync::OnceLock::new(),
         })
     }
 
@@ -332,43 +359,13 @@ impl Service {
 
     /// Store one delivery through the group commit; returns once it is in the database.
     async fn persist(&self, event: NewEvent) -> Result<Enqueued, String> {
-        use std::sync::atomic::Ordering::AcqRel;
+        let writer = self
+            .writer
+            .get_or_init(|| start_writer(self.store.clone()).map_err(|e| format!("cannot start the writer: {e}")))
+            .as_ref()
+            .map_err(Clone::clone)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.commits.pending.lock().unwrap_or_else(|p| p.into_inner()).push((event, tx));
-        // Lead a commit unless one is running; the leader drains until nothing is pending, so no delivery waits
-        // for a commit that will not come.
-        while self
-            .commits
-            .committing
-            .compare_exchange(false, true, AcqRel, std::sync::atomic::Ordering::Acquire)
-            .is_ok()
-        {
-            loop {
-                let batch = std::mem::take(&mut *self.commits.pending.lock().unwrap_or_else(|p| p.into_inner()));
-                if batch.is_empty() {
-                    break;
-                }
-                let (events, replies): (Vec<NewEvent>, Vec<_>) = batch.into_iter().unzip();
-                let store = self.store.clone();
-                let result = tokio::task::spawn_blocking(move || store.enqueue_events(&events))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()));
-                match result {
-                    Ok(outcomes) => replies.into_iter().zip(outcomes).for_each(|(reply, o)| {
-                        let _ = reply.send(Ok(o));
-                    }),
-                    Err(e) => replies.into_iter().for_each(|reply| {
-                        let _ = reply.send(Err(e.clone()));
-                    }),
-                }
-            }
-            self.commits.committing.store(false, std::sync::atomic::Ordering::Release);
-            // A delivery queued after the last drain but before the flag fell is committed by the next pass.
-            if self.commits.pending.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
-                break;
-            }
-        }
+        writer.send((event, tx)).map_err(|_| "the writer has stopped".to_string())?;
         rx.await.map_err(|_| "the commit was abandoned".to_string())?
     }
 
