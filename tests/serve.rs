@@ -293,3 +293,74 @@ fn a_schedule_missed_while_stopped_runs_once_for_the_latest_time() {
     svc.catch_up(at("2026-03-04T13:00:00Z"));
     assert_eq!(events().len(), 1);
 }
+
+/// payhere.lk notifies with a form post (`webhooks.content_type: form`): checked by its md5sig, stored as a JSON
+/// object of its fields, and run with them as `$.trigger`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_form_encoded_notify_is_verified_and_queued_as_json() {
+    const MERCHANT_SECRET: &str = "merchant-secret-serve-test-0001";
+    let dir = std::env::temp_dir().join(format!("weft-serve-form-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).unwrap();
+    std::fs::write(dir.join("merchant-secret.txt"), format!("{MERCHANT_SECRET}\n")).unwrap();
+    std::fs::write(
+        dir.join("weft.yaml"),
+        "connections:\n  payhere:\n    connector: payhere-lk\n    auth: { client_id: { env: X_ID }, client_secret: { env: X_SECRET } }\n    webhook_secret: { file: merchant-secret.txt }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("flows/paid.yaml"),
+        "flow: paid\ndescription: A successful notify.\ntrigger:\n  webhook: { connection: payhere, event: \"2\" }\nsteps:\n  - id: order\n    set: { order: $.trigger.order_id, amount: $.trigger.payhere_amount }\n",
+    )
+    .unwrap();
+    let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
+    assert!(ctx.diagnostics.iter().all(|d| !d.is_error()), "{:#?}", ctx.diagnostics);
+    let store = Arc::new(SqliteStore::open(&dir.join(".weft/state.db")).unwrap());
+    let svc = Arc::new(Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}")));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hooks/payhere", listener.local_addr().unwrap());
+    let app = svc.router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(svc.clone().work(stop_rx));
+
+    let md5sig =
+        weft::serve::signature::payhere_lk_hash(&["1213817", "ORD 46", "4500.00", "LKR", "2"], MERCHANT_SECRET);
+    let form = |sig: &str| {
+        format!(
+            "merchant_id=1213817&order_id=ORD+46&payment_id=320025157750&payhere_amount=4500.00&payhere_currency=LKR\
+             &status_code=2&md5sig={sig}&status_message=Successfully%20received&custom_1="
+        )
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let post =
+        |body: String| client.post(&url).header("content-type", "application/x-www-form-urlencoded").body(body).send();
+
+    let forged = post(form(&"0".repeat(32))).await.unwrap();
+    assert_eq!(forged.status(), 401);
+    let accepted = post(form(&md5sig)).await.unwrap();
+    assert_eq!(accepted.status(), 200);
+    assert_eq!(serde_json::from_str::<Value>(&accepted.text().await.unwrap()).unwrap()["status"], "queued");
+    // No notify id: the same bytes are the same notify.
+    let again = post(form(&md5sig)).await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&again.text().await.unwrap()).unwrap()["status"], "duplicate");
+
+    let done = || {
+        let filter = weft::store::EventFilter { status: Some(weft::store::EventStatus::Done), ..Default::default() };
+        weft::store::Store::events(store.as_ref(), &filter).unwrap()
+    };
+    for _ in 0..100 {
+        if !done().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = done();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0].kind, "2");
+    assert_eq!(events[0].payload["order_id"], "ORD 46");
+    assert_eq!(events[0].payload["status_message"], "Successfully received");
+    assert_eq!(events[0].payload["custom_1"], "");
+    assert_eq!(events[0].payload.as_object().unwrap().keys().next().map(String::as_str), Some("merchant_id"));
+}

@@ -2,9 +2,10 @@
 //!
 //! `POST /hooks/{connection}` checks the connector's signature scheme on the raw body, reads the event's
 //! type and id, and inserts it into the durable queue (deduplicated on connection + event id) *before*
-//! answering 2xx, so an accepted event survives a crash. Workers claim queued events, run every flow whose
-//! webhook trigger matches, and mark the event done, or failed with a retry time, or dead after the last
-//! attempt. `GET /healthz` and `GET /metrics` (Prometheus) report on it.
+//! answering 2xx, so an accepted event survives a crash. A JSON body is stored as received; a form body
+//! (`webhooks.content_type: form`, payhere.lk) as the JSON object of its fields. Workers claim queued events,
+//! run every flow whose webhook trigger matches, and mark the event done, or failed with a retry time, or dead
+//! after the last attempt. `GET /healthz` and `GET /metrics` (Prometheus) report on it.
 
 mod lookup;
 pub mod metrics;
@@ -121,6 +122,8 @@ pub struct Flows {
 
 struct Inbound {
     verifier: Verifier,
+    /// `webhooks.content_type: form`: the body is `application/x-www-form-urlencoded` (payhere.lk's notify).
+    form: bool,
     event_type_path: Option<Lookup>,
     event_id_header: Option<String>,
     event_id_path: Option<Lookup>,
@@ -277,6 +280,7 @@ impl Flows {
                 name.clone(),
                 Inbound {
                     verifier,
+                    form: hooks.content_type == crate::catalog::manifest::ContentType::Form,
                     event_type_path: path(&hooks.event_type),
                     event_id_header: hooks.event_id.as_ref().and_then(|e| e.header.clone()),
                     event_id_path: path(&hooks.event_id.as_ref().and_then(|e| e.path.clone())),
@@ -317,10 +321,14 @@ impl Service {
         if let Err(e) = inbound.verifier.verify(&Delivery { headers, body }, chrono::Utc::now()) {
             return reject(StatusCode::UNAUTHORIZED, format!("signature check failed: {e}"));
         }
-        // Stored as received: checked to be JSON here, parsed whole only by the worker that runs it.
-        let payload = match Payload::from_json(body) {
-            Ok(p) => p,
-            Err(e) => return reject(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
+        let payload = if inbound.form {
+            form_payload(body)
+        } else {
+            // Stored as received: checked to be JSON here, parsed whole only by the worker that runs it.
+            match Payload::from_json(body) {
+                Ok(p) => p,
+                Err(e) => return reject(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
+            }
         };
         let kind = inbound
             .event_type_path
@@ -518,6 +526,15 @@ impl Service {
         out.sort();
         out
     }
+}
+
+/// A form body as the JSON object its flows read (`$.trigger.order_id`): each field a string, decoded, in the
+/// order sent; a field sent twice keeps its last value, as a JSON object would. (The signature was checked on
+/// the raw bytes, and refuses a signed field sent twice.)
+fn form_payload(body: &[u8]) -> Payload {
+    let fields: serde_json::Map<String, serde_json::Value> =
+        signature::form_fields(body).into_iter().map(|(k, v)| (k, serde_json::Value::String(v))).collect();
+    Payload::from(serde_json::Value::Object(fields))
 }
 
 async fn receive(
