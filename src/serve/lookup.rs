@@ -1,16 +1,17 @@
-//! Reading a delivery's event type and id out of its body without building the whole document.
+//! Checking that a delivery's body is JSON and reading its event type and id, in one pass, without building
+//! the document.
 //!
-//! Ingest needs one or two strings from a body it stores as received (`webhooks.event_type`, `event_id.path`
-//! in connector.yaml). Building a `Value` of a 1 KB body to read `$.event` costs more than the rest of the
-//! parse, so a path that only names object members (`$.event`, `$.payload['id']`) walks the text: each level
-//! skips what it does not need and borrows the member it does. Any other JSONPath (wildcards, indexes, filters)
-//! is evaluated on a parsed `Value`, as before; both give the same answer.
+//! Ingest stores the body as received, and needs only one or two strings from it (`webhooks.event_type`,
+//! `event_id.path` in connector.yaml). Building a `Value` of a 1 KB body for that, as the worker will later, cost
+//! more than all the rest of ingest's parsing; so one pass over the text both checks it (as strictly as a `Value`
+//! parse: a body the worker cannot parse must not be queued) and picks up the strings of every path that only
+//! names object members (`$.event`, `$.payload['id']`). Any other JSONPath (wildcards, indexes, filters) is
+//! evaluated on a parsed `Value`, as before; both ways give the same answer.
 
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::value::RawValue;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json_path::JsonPath;
 
@@ -27,23 +28,30 @@ impl Lookup {
         let path = JsonPath::parse(text).ok()?;
         Some(Lookup { members: members(text), path })
     }
+}
 
-    /// The string at the path in `json` (one valid JSON document): the first match, if it is a string.
-    pub fn string(&self, json: &str) -> Option<String> {
-        match &self.members {
-            Some(names) => {
-                let mut node: &RawValue = serde_json::from_str(json).ok()?;
-                for name in names {
-                    node = member(node, name)?;
-                }
-                serde_json::from_str(node.get()).ok()
-            }
-            None => {
-                let value: Value = serde_json::from_str(json).ok()?;
-                self.path.query(&value).first().and_then(Value::as_str).map(str::to_string)
+/// `body` as text if it is one JSON document that a `Value` parse accepts, with the string each lookup finds
+/// in it (the first match, if it is a string), in the order of `lookups`.
+pub fn read<'b>(
+    body: &'b [u8],
+    lookups: &[Option<&Lookup>],
+) -> Result<(&'b str, Vec<Option<String>>), serde_json::Error> {
+    let text = std::str::from_utf8(body).map_err(<serde_json::Error as de::Error>::custom)?;
+    let mut found = vec![None; lookups.len()];
+    let chains: Vec<(usize, &[String])> =
+        lookups.iter().enumerate().filter_map(|(i, lookup)| Some((i, lookup.as_ref()?.members.as_deref()?))).collect();
+    let mut de = serde_json::Deserializer::from_str(text);
+    Node { paths: chains, found: &mut found }.deserialize(&mut de)?;
+    de.end()?;
+    if lookups.iter().flatten().any(|lookup| lookup.members.is_none()) {
+        let value: Value = serde_json::from_str(text)?;
+        for (slot, lookup) in found.iter_mut().zip(lookups) {
+            if let Some(lookup) = lookup.filter(|l| l.members.is_none()) {
+                *slot = lookup.path.query(&value).first().and_then(Value::as_str).map(str::to_string);
             }
         }
     }
+    Ok((text, found))
 }
 
 /// `$.a.b` / `$['a']["b"]` → `["a", "b"]`: only dot-member shorthands and quoted names without escapes (anything
@@ -78,34 +86,78 @@ fn members(text: &str) -> Option<Vec<String>> {
     Some(names)
 }
 
-/// The member `name` of `node` if it is an object that has one (the last one when a name repeats, as a parsed
-/// `Value` would keep).
-fn member<'a>(node: &'a RawValue, name: &str) -> Option<&'a RawValue> {
-    let mut de = serde_json::Deserializer::from_str(node.get());
-    de.deserialize_any(Member { name }).ok().flatten()
+/// One value of the document, and the member chains still to follow from it: `(lookup, names left)`; a chain
+/// with no names left ends here. Values no chain goes through are read the same way with no chains, which checks
+/// them exactly as a `Value` parse would (escapes, surrogates, number range), without keeping anything.
+struct Node<'p, 'f> {
+    paths: Vec<(usize, &'p [String])>,
+    found: &'f mut [Option<String>],
 }
 
-struct Member<'n> {
-    name: &'n str,
+impl<'de> DeserializeSeed<'de> for Node<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
 }
 
-impl<'de> Visitor<'de> for Member<'_> {
-    type Value = Option<&'de RawValue>;
+impl<'de> Visitor<'de> for Node<'_, '_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
+        f.write_str("a JSON value")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(Key(key)) = map.next_key()? {
-            if key == self.name {
-                found = Some(map.next_value()?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<(), E> {
+        for (i, rest) in &self.paths {
+            if rest.is_empty() {
+                self.found[*i] = Some(v.to_string());
             }
         }
-        Ok(found)
+        Ok(())
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Node { paths: Vec::new(), found: &mut *self.found })?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key()? {
+            let deeper: Vec<(usize, &[String])> = self
+                .paths
+                .iter()
+                .filter(|(_, rest)| rest.first().is_some_and(|name| *name == key))
+                .map(|(i, rest)| (*i, &rest[1..]))
+                .collect();
+            // A repeated name: the last one counts, as in a parsed `Value`.
+            for (i, _) in &deeper {
+                self.found[*i] = None;
+            }
+            map.next_value_seed(Node { paths: deeper, found: &mut *self.found })?;
+        }
+        Ok(())
     }
 }
 
@@ -137,9 +189,9 @@ mod tests {
 
     const BODY: &str = r#"{"event": "payment.captured", "n": 1, "payload": {"payment": {"entity": {"id": "pay_1",
         "amount": 5000}}, "list": [{"id": "a"}]}, "esc\u0061ped": "yes", "dup": "first", "dup": "last",
-        "odd key": "spaced"}"#;
+        "gone": {"id": "x"}, "gone": 5, "odd key": "spaced", "big": 1e300, "deep": [[{"e": "\n\ud83d\ude00"}]]}"#;
 
-    /// Every path answers as serde_json_path on the parsed document does.
+    /// Every path answers as serde_json_path on the parsed document does, alone or together with another.
     #[test]
     fn member_paths_read_what_the_general_path_reads() {
         let cases = [
@@ -152,19 +204,52 @@ mod tests {
             ("$.event.deeper", None),
             ("$.escaped", Some("yes")),
             ("$.dup", Some("last")),
+            ("$.gone.id", None),
             ("$['odd key']", Some("spaced")),
             ("$.payload.list[0].id", Some("a")),
             ("$..id", Some("pay_1")),
             ("$", None),
         ];
         let value: Value = serde_json::from_str(BODY).unwrap();
+        let event = Lookup::parse("$.event").unwrap();
         for (path, want) in cases {
             let lookup = Lookup::parse(path).unwrap();
             let general =
                 JsonPath::parse(path).unwrap().query(&value).first().and_then(Value::as_str).map(String::from);
-            assert_eq!(lookup.string(BODY).as_deref(), want, "{path}");
             assert_eq!(general.as_deref(), want, "{path} (serde_json_path)");
+            let (text, found) = read(BODY.as_bytes(), &[Some(&lookup), None, Some(&event)]).unwrap();
+            assert_eq!(text, BODY);
+            assert_eq!(found, [want.map(String::from), None, Some("payment.captured".into())], "{path}");
         }
+    }
+
+    /// What a `Value` parse refuses is refused here too: the worker must be able to parse what ingest queued.
+    #[test]
+    fn refuses_what_a_value_parse_refuses() {
+        let event = Lookup::parse("$.event").unwrap();
+        let general = Lookup::parse("$..event").unwrap();
+        for body in [
+            "",
+            "{",
+            "{\"event\": \"a\"} x",
+            "{\"event\": \"a\",}",
+            "{\"x\": \"\\ud800\"}",
+            "{\"x\": [\"\\udc00 lone\"]}",
+            "{\"x\": 1e400}",
+            "{\"x\": \"\\q\"}",
+            "{\"x\": \"tab\there\"}",
+            "[01]",
+        ] {
+            assert!(serde_json::from_str::<Value>(body).is_err(), "{body:?} parses as a Value");
+            for lookups in [[Some(&event)], [Some(&general)], [None]] {
+                assert!(read(body.as_bytes(), &lookups).is_err(), "{body:?} was accepted");
+            }
+        }
+        assert!(read(b"{\"x\": \"\xff\"}", &[Some(&event)]).is_err(), "not UTF-8");
+        let deep = "[".repeat(200) + &"]".repeat(200);
+        assert!(serde_json::from_str::<Value>(&deep).is_err());
+        assert!(read(deep.as_bytes(), &[None]).is_err(), "nesting past serde_json's limit");
+        assert!(read(b" \n{\"event\": \"a\"}\n", &[Some(&event)]).is_ok());
     }
 
     #[test]

@@ -318,28 +318,28 @@ impl Service {
         let Some(inbound) = flows.inbound.get(connection) else {
             return reject(StatusCode::NOT_FOUND, format!("no webhook connection `{connection}`"));
         };
-        if let Err(e) = inbound.verifier.verify(&Delivery { headers, body }, chrono::Utc::now()) {
+        let now = chrono::Utc::now();
+        if let Err(e) = inbound.verifier.verify(&Delivery { headers, body }, now) {
             return reject(StatusCode::UNAUTHORIZED, format!("signature check failed: {e}"));
         }
-        let payload = if inbound.form {
-            form_payload(body)
+        let paths = [inbound.event_type_path.as_ref(), inbound.event_id_path.as_ref()];
+        let (payload, [kind, body_id]) = if inbound.form {
+            let payload = form_payload(body);
+            let read = lookup::read(payload.as_str().as_bytes(), &paths).map(|(_, found)| found);
+            (payload, read.ok().and_then(|found| found.try_into().ok()).unwrap_or_default())
         } else {
-            // Stored as received: checked to be JSON here, parsed whole only by the worker that runs it.
-            match Payload::from_json(body) {
-                Ok(p) => p,
+            // Stored as received: checked to be JSON in the same pass that reads the type and id, parsed whole
+            // only by the worker that runs it.
+            match lookup::read(body, &paths) {
+                Ok((text, found)) => (Payload::checked(text), found.try_into().unwrap_or_default()),
                 Err(e) => return reject(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
             }
         };
-        let kind = inbound
-            .event_type_path
-            .as_ref()
-            .and_then(|p| p.string(payload.as_str()))
-            .unwrap_or_else(|| "unknown".into());
+        let kind = kind.unwrap_or_else(|| "unknown".into());
         let header_id = inbound
             .event_id_header
             .as_ref()
             .and_then(|h| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(h)).map(|(_, v)| v.clone()));
-        let body_id = inbound.event_id_path.as_ref().and_then(|p| p.string(payload.as_str()));
         // A delivery whose sender gives no id: the same bytes are the same event.
         let event_id = header_id.or(body_id).unwrap_or_else(|| crate::engine::run::content_id("body", body));
         let event = NewEvent {
@@ -347,7 +347,7 @@ impl Service {
             event_id,
             kind,
             payload,
-            received_at_ms: chrono::Utc::now().timestamp_millis(),
+            received_at_ms: now.timestamp_millis(),
         };
         let event_id = event.event_id.clone();
         match self.persist(event).await {
