@@ -373,7 +373,9 @@ async fn shipped_ghl_and_payhere_flows_fed_by_the_sandboxs_webhooks_write_each_e
     );
     let (order_body, order_signature) = ghl_delivery(&order, "e2e-order-create-1", &key);
     let (invoice_body, invoice_signature) = ghl_delivery(&invoice, "e2e-invoice-paid-1", &key);
-    for _ in 0..2 {
+    for round in 0..2 {
+        // GHL's docs call a repeated webhookId a replay: serve refuses it (409) and runs nothing again.
+        let ghl_status = if round == 0 { 200 } else { 409 };
         let sent = client
             .post(format!("{serve}/hooks/ghl"))
             .header("content-type", "application/json")
@@ -382,7 +384,7 @@ async fn shipped_ghl_and_payhere_flows_fed_by_the_sandboxs_webhooks_write_each_e
             .send()
             .await
             .unwrap();
-        assert_eq!(sent.status(), 200, "{}", sent.text().await.unwrap());
+        assert_eq!(sent.status(), ghl_status, "{}", sent.text().await.unwrap());
         let sent = client
             .post(format!("{serve}/hooks/payhere"))
             .header("content-type", "application/json")
@@ -400,7 +402,7 @@ async fn shipped_ghl_and_payhere_flows_fed_by_the_sandboxs_webhooks_write_each_e
             .send()
             .await
             .unwrap();
-        assert_eq!(sent.status(), 200, "{}", sent.text().await.unwrap());
+        assert_eq!(sent.status(), ghl_status, "{}", sent.text().await.unwrap());
     }
     settle(&client, &sandbox, &store).await;
 
@@ -418,6 +420,13 @@ async fn shipped_ghl_and_payhere_flows_fed_by_the_sandboxs_webhooks_write_each_e
     settle(&client, &sandbox, &store).await;
     let hooks: Value = get_json(&client, format!("{sandbox}/_sandbox/webhooks")).await;
     assert_eq!(hooks.as_array().unwrap().len(), sent.len(), "a re-delivery raised a new event");
+    // Each re-sent GHL event was refused as a replay, once (a refusal is final, not retried).
+    for delivery in hooks.as_array().unwrap() {
+        let statuses: Vec<u64> =
+            delivery["attempts"].as_array().unwrap().iter().filter_map(|a| a["status"].as_u64()).collect();
+        assert_eq!(statuses.last(), Some(&409), "{delivery:#}");
+        assert_eq!(statuses.iter().filter(|s| **s == 409).count(), 1, "{delivery:#}");
+    }
     assert!(
         svc.metrics.render().contains(&format!("weft_events_duplicate_total {}", sent.len() + 3)),
         "{}",

@@ -88,9 +88,12 @@ async fn a_signed_webhook_is_persisted_then_run_once() {
     };
     let post = |sig: String| post_body(sig, body.clone());
 
-    // A forged signature is refused before anything is stored.
+    // A forged signature is refused before anything is stored; so is a body past the limit.
     let forged = post("0".repeat(64)).await.unwrap();
     assert_eq!(forged.status(), 401);
+    let huge = vec![b' '; weft::serve::MAX_BODY + 1];
+    let too_big = client.post(format!("{base}/hooks/razorpay")).body(huge).send().await.unwrap();
+    assert_eq!(too_big.status(), 413);
     // So is an authentic body that is not JSON (the payload is stored unparsed, so ingest must check it).
     let not_json = b"{\"event\": \"payment.captured\",".to_vec();
     let refused = post_body(sign(&not_json), not_json).await.unwrap();
@@ -248,6 +251,9 @@ async fn a_ghl_event_sent_under_its_alias_runs_the_events_flows() {
     let headers = vec![("x-wh-signature".to_string(), signature)];
     let accepted = svc.ingest("ghl", &headers, &body).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(accepted.status, "queued");
+    // GHL's docs: a repeated webhookId is a replay attack, refused with 409 (and never run twice).
+    let (status, message) = svc.ingest("ghl", &headers, &body).await.map(|_| ()).unwrap_err();
+    assert_eq!(status.as_u16(), 409, "{message}");
 
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(svc.clone().work(stop_rx));

@@ -237,6 +237,20 @@ pub struct EventId {
     /// A JSONPath in the body holding the id, e.g. `$.webhookId`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
+    /// A second delivery with the same id: `acknowledge` (200 `duplicate`, not run again: what at-least-once
+    /// senders such as Razorpay need, or they retry and disable the webhook) or `reject` (409: the sender's
+    /// docs say a repeated id is a replay attack, as GHL's do for `webhookId`). Either way it never runs twice.
+    #[serde(default)]
+    pub on_duplicate: OnDuplicate,
+}
+
+/// What a repeated delivery id gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDuplicate {
+    #[default]
+    Acknowledge,
+    Reject,
 }
 
 /// One webhook event.

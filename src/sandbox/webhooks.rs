@@ -5,8 +5,8 @@
 //! `ContactDelete`, `NoteCreate`, `TaskCreate`, `TaskComplete`; Razorpay `payment.captured`). The request that
 //! raised them is answered first: each event is signed once into a [`Delivery`] (so a re-delivery is the same
 //! bytes, as an at-least-once sender's would be) and queued for one background task that posts deliveries in
-//! order, retrying a failure (a connection error or a non-2xx) with doubling backoff up to
-//! [`WebhookConfig::attempts`] times.
+//! order, retrying a failure (a connection error, 408, 429 or a 5xx; another 4xx is a final refusal) with doubling
+//! backoff up to [`WebhookConfig::attempts`] times.
 //!
 //! Signing follows each app's documentation: GHL adds `timestamp` and `webhookId` to the body and signs the
 //! raw body RSA-SHA256 (PKCS#1 v1.5) with its private key, base64 in `x-wh-signature`; Razorpay signs the raw
@@ -283,7 +283,12 @@ async fn deliver_all(outbox: std::sync::Weak<Outbox>, mut queue: mpsc::Unbounded
                 Ok(response) => {
                     let status = response.status();
                     outbox.record(id, json!({"at": at, "attempt": attempt, "status": status.as_u16()}));
-                    status.is_success()
+                    // A refusal (4xx, e.g. serve's 409 for a replayed GHL `webhookId`) is final: the same bytes
+                    // would be refused again. Timeouts, throttling and server errors are retried.
+                    let refused = status.is_client_error()
+                        && status != reqwest::StatusCode::REQUEST_TIMEOUT
+                        && status != reqwest::StatusCode::TOO_MANY_REQUESTS;
+                    status.is_success() || refused
                 }
                 Err(e) => {
                     // reqwest's error text names the URL; the log keeps the kind of failure only.

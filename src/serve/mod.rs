@@ -41,6 +41,9 @@ use metrics::Metrics;
 use schedule::Schedule;
 use signature::{Delivery, Verifier};
 
+/// The largest webhook body accepted (larger: 413). The apps' events are a few KB; GHL's largest examples ~20 KB.
+pub const MAX_BODY: usize = 1024 * 1024;
+
 /// How long a worker owns a claimed event before another may take it over.
 const LEASE: Duration = Duration::from_secs(300);
 
@@ -127,6 +130,8 @@ struct Inbound {
     event_type_path: Option<Lookup>,
     event_id_header: Option<String>,
     event_id_path: Option<Lookup>,
+    /// A repeated id is a replay (GHL): 409 instead of 200 `duplicate`.
+    reject_duplicates: bool,
 }
 
 impl Service {
@@ -284,6 +289,10 @@ impl Flows {
                     event_type_path: path(&hooks.event_type),
                     event_id_header: hooks.event_id.as_ref().and_then(|e| e.header.clone()),
                     event_id_path: path(&hooks.event_id.as_ref().and_then(|e| e.path.clone())),
+                    reject_duplicates: hooks
+                        .event_id
+                        .as_ref()
+                        .is_some_and(|e| e.on_duplicate == crate::catalog::manifest::OnDuplicate::Reject),
                 },
             );
         }
@@ -297,7 +306,7 @@ impl Flows {
 impl Service {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
-            .route("/hooks/{connection}", post(receive))
+            .route("/hooks/{connection}", post(receive).layer(axum::extract::DefaultBodyLimit::max(MAX_BODY)))
             .route("/healthz", get(|| async { "ok" }))
             .route("/metrics", get(metrics_text))
             .with_state(self.clone())
@@ -310,8 +319,10 @@ impl Service {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Accepted, (StatusCode, String)> {
+        // Logged with why, never with the body (it may hold a customer's details).
         let reject = |status: StatusCode, msg: String| {
             self.metrics.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            eprintln!("weft serve: {} for a delivery to /hooks/{connection}: {msg}", status.as_u16());
             Err((status, msg))
         };
         let flows = self.current();
@@ -355,6 +366,10 @@ impl Service {
                 self.metrics.received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.wake.notify_one();
                 Ok(Accepted { status: "queued", id: id.0, event_id })
+            }
+            Ok(Enqueued::Duplicate(_)) if inbound.reject_duplicates => {
+                self.metrics.duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                reject(StatusCode::CONFLICT, format!("event `{event_id}` was delivered before: a replay"))
             }
             Ok(Enqueued::Duplicate(id)) => {
                 self.metrics.duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
