@@ -215,9 +215,45 @@ fn reopening_keeps_everything_and_migrating_twice_changes_nothing() {
     let raw = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = raw.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     let recorded: i64 = raw.query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
-    assert_eq!((version, recorded), (1, 1));
+    assert_eq!((version, recorded), (2, 2));
     let journal: String = raw.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(journal, "wal");
+}
+
+#[test]
+fn a_file_from_the_first_schema_is_migrated_and_claims_by_the_due_index() {
+    let dir = TempDir::new("migrate-v1");
+    let path = dir.db();
+    {
+        // A file as the first release left it: migration 1 only, with an event queued and one claimed.
+        let store = open(&path);
+        store.enqueue_event(&event("razorpay", "evt_1", 0)).unwrap();
+        store.enqueue_event(&event("razorpay", "evt_2", 1)).unwrap();
+        store.claim_event(0, 1_000).unwrap().unwrap();
+    }
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "CREATE INDEX events_by_lease ON events (status, lease_until_ms);
+         CREATE INDEX events_by_received ON events (received_at_ms, id);
+         DELETE FROM schema_migrations WHERE version = 2; PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(raw);
+    let store = open(&path);
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let indexes: Vec<String> = raw
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'events' AND sql IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(indexes, ["events_due"]);
+    // The expired claim comes back first (its original due time), then the queued one; newest listed first.
+    assert_eq!(store.claim_event(5_000, 1_000).unwrap().unwrap().event_id, "evt_1");
+    assert_eq!(store.claim_event(5_000, 1_000).unwrap().unwrap().event_id, "evt_2");
+    let listed = store.events(&EventFilter { limit: 10, ..EventFilter::default() }).unwrap();
+    assert_eq!(listed.iter().map(|e| e.event_id.as_str()).collect::<Vec<_>>(), ["evt_2", "evt_1"]);
 }
 
 #[test]
@@ -227,7 +263,7 @@ fn a_database_from_a_newer_weft_is_refused_with_its_path() {
     drop(open(&path));
     rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
     let err = SqliteStore::open(&path).unwrap_err();
-    assert!(matches!(err, StoreError::NewerSchema { found: 99, supported: 1, .. }), "{err}");
+    assert!(matches!(err, StoreError::NewerSchema { found: 99, supported: 2, .. }), "{err}");
     assert!(err.to_string().contains(&path.display().to_string()), "{err}");
 }
 

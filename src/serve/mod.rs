@@ -132,6 +132,8 @@ struct Inbound {
     event_id_path: Option<Lookup>,
     /// A repeated id is a replay (GHL): 409 instead of 200 `duplicate`.
     reject_duplicates: bool,
+    /// The request headers the checks read (lower case): only these are copied out of a request.
+    headers: Vec<String>,
 }
 
 impl Service {
@@ -293,6 +295,11 @@ impl Flows {
                         .event_id
                         .as_ref()
                         .is_some_and(|e| e.on_duplicate == crate::catalog::manifest::OnDuplicate::Reject),
+                    headers: [hooks.signature.header.as_ref(), hooks.event_id.as_ref().and_then(|e| e.header.as_ref())]
+                        .into_iter()
+                        .flatten()
+                        .map(|h| h.to_ascii_lowercase())
+                        .collect(),
                 },
             );
         }
@@ -558,8 +565,16 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> impl IntoResponse {
-    let headers: Vec<(String, String)> =
-        headers.iter().filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))).collect();
+    // Only the headers the connection's checks read are copied (a request carries a dozen others).
+    let flows = svc.current();
+    let wanted = flows.inbound.get(&connection).map_or(&[][..], |i| i.headers.as_slice());
+    let headers: Vec<(String, String)> = wanted
+        .iter()
+        .flat_map(|name| {
+            let values = headers.get_all(name.as_str()).iter().filter_map(|v| v.to_str().ok());
+            values.map(|v| (name.clone(), v.to_string())).collect::<Vec<_>>()
+        })
+        .collect();
     match svc.ingest(&connection, &headers, &body).await {
         Ok(accepted) => (StatusCode::OK, Json(accepted)).into_response(),
         Err((status, message)) => (status, Json(json!({"error": message}))).into_response(),

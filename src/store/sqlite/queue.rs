@@ -132,7 +132,7 @@ pub(super) fn list(conn: &Connection, filter: &EventFilter) -> rusqlite::Result<
     let sql = format!(
         "SELECT id, connection, event_id, kind, payload, status, attempts, received_at_ms, available_at_ms,
              finished_at_ms, last_error
-         FROM events{} ORDER BY received_at_ms DESC, id DESC LIMIT ?",
+         FROM events{} ORDER BY id DESC LIMIT ?",
         where_clause(&conditions)
     );
     conn.prepare_cached(&sql)?
