@@ -192,3 +192,22 @@ async fn a_full_last_page_is_not_followed_by_an_empty_one() {
     // GHL's meta.nextPageUrl is null on the second page: no third request for nothing.
     assert_eq!(up.lock().unwrap().queries.len(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_waits_for_its_rate_limit_and_the_metrics_show_it() {
+    let up = Arc::new(Mutex::new(Upstream { items: payments(250), ..Upstream::default() }));
+    let dir = project("limited", &stand_in(up.clone()).await, PAYMENTS_FLOW);
+    // Two requests per second: the third page waits for the first token to come back.
+    let yaml = std::fs::read_to_string(dir.join("weft.yaml")).unwrap().replace(
+        "    connector: razorpay\n",
+        "    connector: razorpay\n    rate_limit: { requests: 2, per_seconds: 1 }\n",
+    );
+    std::fs::write(dir.join("weft.yaml"), yaml).unwrap();
+    let (svc, _store) = service(&dir);
+    let started = std::time::Instant::now();
+    assert_eq!(svc.poll_now("new-payments").await.unwrap(), 250);
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900), "{:?}", started.elapsed());
+    let metrics = svc.metrics.render();
+    assert!(metrics.contains("weft_upstream_calls_total{connection=\"razorpay\",status=\"200\"} 3"), "{metrics}");
+    assert!(metrics.contains("weft_rate_limit_waits_total{connection=\"razorpay\"} 1"), "{metrics}");
+}

@@ -145,6 +145,7 @@ async fn a_signed_webhook_is_persisted_then_run_once() {
     assert!(metrics.contains("weft_events_duplicate_total 1"), "{metrics}");
     assert!(metrics.contains("weft_events_rejected_total 2"), "{metrics}");
     assert!(metrics.contains("weft_events_processed_total 1"), "{metrics}");
+    assert!(metrics.contains("weft_upstream_calls_total{connection=\"ghl\",status=\"200\"} 3"), "{metrics}");
     assert_eq!(client.get(format!("{base}/healthz")).send().await.unwrap().text().await.unwrap(), "ok");
 
     // The run is in the history, with its three steps.

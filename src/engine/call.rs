@@ -64,6 +64,41 @@ struct Route {
     bucket: BucketKey,
 }
 
+/// What a caller's requests met, per connection: answers by status and waits for the rate limit. `weft serve`
+/// shares one with its metrics.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    /// (connection, status or `error` when no answer came) → requests.
+    answers: std::sync::Mutex<std::collections::BTreeMap<(String, String), u64>>,
+    /// connection → (calls that waited, total wait).
+    waits: std::sync::Mutex<std::collections::BTreeMap<String, (u64, Duration)>>,
+}
+
+impl CallStats {
+    fn answered(&self, connection: &str, status: Option<u16>) {
+        let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+        let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
+        *answers.entry((connection.to_string(), status)).or_default() += 1;
+    }
+
+    fn waited(&self, connection: &str, wait: Duration) {
+        let mut waits = self.waits.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = waits.entry(connection.to_string()).or_default();
+        entry.0 += 1;
+        entry.1 += wait;
+    }
+
+    /// Requests by (connection, status), in order.
+    pub fn answers(&self) -> Vec<((String, String), u64)> {
+        self.answers.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, v)| (k.clone(), *v)).collect()
+    }
+
+    /// Rate-limit waits by connection: (how many, how long in all).
+    pub fn waits(&self) -> Vec<(String, u64, Duration)> {
+        self.waits.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(k, (n, d))| (k.clone(), *n, *d)).collect()
+    }
+}
+
 /// Sends requests through their connection's rate limit, credentials and retry policy.
 pub struct Caller {
     transport: Arc<dyn Transport>,
@@ -71,6 +106,7 @@ pub struct Caller {
     limiter: RateLimiter,
     policy: RetryPolicy,
     redactor: Arc<Redactor>,
+    stats: Arc<CallStats>,
 }
 
 impl fmt::Debug for Caller {
@@ -112,7 +148,13 @@ impl Caller {
                 (name, Route { conn, auth, bucket })
             })
             .collect();
-        Self { transport, routes, limiter, policy, redactor }
+        Self { transport, routes, limiter, policy, redactor, stats: Arc::default() }
+    }
+
+    /// Count this caller's answers and rate-limit waits into `stats` (shared with a server's metrics).
+    pub fn with_stats(mut self, stats: Arc<CallStats>) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// Every secret this caller has seen; scrub text with it before it leaves the process.
@@ -181,13 +223,19 @@ impl Caller {
         loop {
             attempts += 1;
             counted += 1;
-            waited += self.limiter.acquire(&route.bucket).await;
+            let wait = self.limiter.acquire(&route.bucket).await;
+            if !wait.is_zero() {
+                self.stats.waited(&req.connection, wait);
+            }
+            waited += wait;
             let authorization =
                 route.auth.authorize().await.map_err(|e| self.auth_error(&prepared, e, attempts - 1, "not sent"))?;
             let mut sent = prepared.clone();
             authorization.apply(&mut sent);
 
-            let verdict = match self.transport.send(&sent).await {
+            let answer = self.transport.send(&sent).await;
+            self.stats.answered(&req.connection, answer.as_ref().ok().map(|r| r.status));
+            let verdict = match answer {
                 Ok(resp) => {
                     // GHL says when its window is spent, even on a success: hold the bucket so the next calls
                     // wait for the reset instead of collecting 429s.

@@ -181,9 +181,11 @@ impl RateLimiter {
         buckets.entry(key).or_default().limit = limit;
     }
 
-    /// Wait until the bucket has a token, take it, and return how long that took.
+    /// Wait until the bucket has a token, take it, and return how long the limit made it wait (zero when a
+    /// token was there at once).
     pub async fn acquire(&self, key: &BucketKey) -> Duration {
         let start = self.clock.now();
+        let mut slept = false;
         loop {
             let wait = {
                 let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -192,12 +194,13 @@ impl RateLimiter {
                 let ready = bucket.ready_at(now);
                 if ready <= now {
                     bucket.take(now);
-                    return now.saturating_sub(start);
+                    return if slept { now.saturating_sub(start) } else { Duration::ZERO };
                 }
                 ready - now
             };
             // Re-check after waking: another caller may have taken the token that freed up.
             self.clock.sleep(wait).await;
+            slept = true;
         }
     }
 

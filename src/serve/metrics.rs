@@ -18,6 +18,8 @@ pub struct Metrics {
     latency_buckets: [AtomicU64; 9],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
+    /// Upstream answers and rate-limit waits, shared with every flow's caller.
+    pub calls: std::sync::Arc<crate::engine::call::CallStats>,
 }
 
 impl Metrics {
@@ -63,6 +65,35 @@ impl Metrics {
         let _ =
             writeln!(out, "weft_run_duration_seconds_sum {}", self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6);
         let _ = writeln!(out, "weft_run_duration_seconds_count {count}");
+        let _ = writeln!(
+            out,
+            "# HELP weft_upstream_calls_total Requests sent to the apps, by connection and answer status (`error`: \
+             no answer).\n# TYPE weft_upstream_calls_total counter"
+        );
+        for ((connection, status), n) in self.calls.answers() {
+            let _ = writeln!(out, "weft_upstream_calls_total{{connection=\"{connection}\",status=\"{status}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP weft_rate_limit_waits_total Calls that waited for their connection's rate limit.\n\
+             # TYPE weft_rate_limit_waits_total counter"
+        );
+        let waits = self.calls.waits();
+        for (connection, n, _) in &waits {
+            let _ = writeln!(out, "weft_rate_limit_waits_total{{connection=\"{connection}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP weft_rate_limit_wait_seconds_total Time calls spent waiting for the rate limit.\n\
+             # TYPE weft_rate_limit_wait_seconds_total counter"
+        );
+        for (connection, _, total) in &waits {
+            let _ = writeln!(
+                out,
+                "weft_rate_limit_wait_seconds_total{{connection=\"{connection}\"}} {}",
+                total.as_secs_f64()
+            );
+        }
         out
     }
 }

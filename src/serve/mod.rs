@@ -140,14 +140,15 @@ impl Service {
     /// Compile every webhook flow under `flows` and prepare each connection's verifier. Invalid flows stop
     /// start-up with their diagnostics: a server never runs a flow that does not validate.
     pub fn build(ctx: &ProjectContext, flows: &[PathBuf], store: Arc<dyn Store>) -> Result<Service, Vec<Diagnostic>> {
-        let compiled = Flows::build(ctx, flows, store.clone())?;
+        let metrics = Metrics::default();
+        let compiled = Flows::build(ctx, flows, store.clone(), metrics.calls.clone())?;
         Ok(Service {
             store,
             flows: std::sync::RwLock::new(Arc::new(compiled)),
             project: ctx.file.as_ref().map(|f| f.path().to_path_buf()),
             paths: flows.to_vec(),
             queue_retry: QueueRetry::default(),
-            metrics: Metrics::default(),
+            metrics,
             wake: tokio::sync::Notify::new(),
             reloaded: tokio::sync::Notify::new(),
             writer: std::sync::OnceLock::new(),
@@ -167,7 +168,7 @@ impl Service {
         if !errors.is_empty() {
             return Err(errors);
         }
-        let fresh = Flows::build(&ctx, &self.paths, self.store.clone())?;
+        let fresh = Flows::build(&ctx, &self.paths, self.store.clone(), self.metrics.calls.clone())?;
         let count = fresh.flow_count();
         *self.flows.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
         self.reloaded.notify_waiters();
@@ -183,12 +184,17 @@ impl Flows {
         names.len()
     }
 
-    fn build(ctx: &ProjectContext, flows: &[PathBuf], store: Arc<dyn Store>) -> Result<Flows, Vec<Diagnostic>> {
+    fn build(
+        ctx: &ProjectContext,
+        flows: &[PathBuf],
+        store: Arc<dyn Store>,
+        stats: Arc<crate::engine::call::CallStats>,
+    ) -> Result<Flows, Vec<Diagnostic>> {
         let connections = from_project(ctx);
         let live =
             Live::new().map_err(|e| vec![Diagnostic::error(crate::diag::codes::RUN_HTTP_TRANSPORT, e.to_string())])?;
-        let caller =
-            Arc::new(Caller::new(Arc::new(live), connections.clone(), Some(store.clone()), RetryPolicy::default()));
+        let caller = Caller::new(Arc::new(live), connections.clone(), Some(store.clone()), RetryPolicy::default());
+        let caller = Arc::new(caller.with_stats(stats));
         let mut routes: HashMap<(String, String), Vec<Arc<Runner>>> = HashMap::new();
         let mut schedules = Vec::new();
         let mut pollers = Vec::new();
