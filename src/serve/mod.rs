@@ -248,34 +248,28 @@ impl Flows {
         for (name, info) in ctx.connections.iter().filter(|(n, _)| used.contains(n.as_str())) {
             let Some(connector) = ctx.catalog.connector(&info.connector) else { continue };
             let Some(hooks) = &connector.manifest.webhooks else { continue };
-            let secret = match info.config.as_ref().and_then(|c| c.webhook_secret.as_ref()) {
+            // A reference in weft.yaml (`{ env }` / `{ file }`, relative to weft.yaml) read now.
+            let read = |slot: &str, reference: Option<&crate::dsl::project::SecretRef>| match reference {
                 Some(r) => {
                     let base =
                         ctx.file.as_ref().and_then(|f| f.path().parent().map(Path::to_path_buf)).unwrap_or_default();
-                    match crate::engine::secrets::resolve(name, "webhook_secret", r, &base) {
-                        Ok(s) => Some(s),
-                        Err(e) => {
-                            problems.push(Diagnostic::error(crate::diag::codes::RUN_SECRET_MISSING, e.to_string()));
-                            continue;
-                        }
-                    }
+                    crate::engine::secrets::resolve(name, slot, r, &base)
+                        .map(Some)
+                        .map_err(|e| Diagnostic::error(crate::diag::codes::RUN_SECRET_MISSING, e.to_string()))
                 }
-                None => None,
+                None => Ok(None),
             };
+            let config = info.config.as_ref();
             // The project's own public key (a rotated one, a sandbox's pair) before the connector's published one.
-            let own_key = match info.config.as_ref().and_then(|c| c.webhook_public_key.as_ref()) {
-                Some(r) => {
-                    let base =
-                        ctx.file.as_ref().and_then(|f| f.path().parent().map(Path::to_path_buf)).unwrap_or_default();
-                    match crate::engine::secrets::resolve(name, "webhook_public_key", r, &base) {
-                        Ok(pem) => Some(pem),
-                        Err(e) => {
-                            problems.push(Diagnostic::error(crate::diag::codes::RUN_SECRET_MISSING, e.to_string()));
-                            continue;
-                        }
-                    }
+            let (secret, own_key) = match (
+                read("webhook_secret", config.and_then(|c| c.webhook_secret.as_ref())),
+                read("webhook_public_key", config.and_then(|c| c.webhook_public_key.as_ref())),
+            ) {
+                (Ok(secret), Ok(own_key)) => (secret, own_key),
+                (secret, own_key) => {
+                    problems.extend(secret.err().into_iter().chain(own_key.err()));
+                    continue;
                 }
-                None => None,
             };
             let public_key = own_key.as_deref().or(connector.webhook_public_key.as_deref());
             let verifier = match Verifier::new(&hooks.signature, secret, public_key) {

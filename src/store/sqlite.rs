@@ -196,24 +196,7 @@ impl Store for SqliteStore {
     fn record_step(&self, run: RunId, step: &StepRecord) -> Result<(), StoreError> {
         let item = step.item.map(|i| self.stored_int("for_each item", i)).transpose()?;
         let duration_ms = self.stored_int("step duration (ms)", step.duration_ms)?;
-        let conn = self.lock();
-        let inserted = conn
-            .prepare_cached(
-                "INSERT INTO run_steps (run_id, step, item, status, duration_ms, http_status, error, attempts)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .and_then(|mut insert| {
-                insert.execute((
-                    run.0,
-                    &step.step,
-                    item,
-                    step.status.as_str(),
-                    duration_ms,
-                    step.http_status,
-                    &step.error,
-                    step.attempts,
-                ))
-            });
+        let inserted = insert_step(&self.lock(), run, step, (item, duration_ms));
         // The foreign key is what notices a run id that does not exist.
         match inserted {
             Ok(_) => Ok(()),
@@ -496,21 +479,19 @@ fn insert_run(conn: &Connection, run: &FinishedRun, numbers: &[(Option<i64>, i64
             ),
             |row| row.get(0).map(RunId),
         )?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO run_steps (run_id, step, item, status, duration_ms, http_status, error, attempts)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    for (step, (item, duration_ms)) in run.steps.iter().zip(numbers) {
-        insert.execute((
-            id.0,
-            &step.step,
-            item,
-            step.status.as_str(),
-            duration_ms,
-            step.http_status,
-            &step.error,
-            step.attempts,
-        ))?;
+    for (step, numbers) in run.steps.iter().zip(numbers) {
+        insert_step(conn, id, step, *numbers)?;
     }
     Ok(id)
+}
+
+/// One step of a run (`numbers`: its item and duration as stored).
+fn insert_step(conn: &Connection, run: RunId, step: &StepRecord, numbers: (Option<i64>, i64)) -> rusqlite::Result<()> {
+    let (item, duration_ms) = numbers;
+    conn.prepare_cached(
+        "INSERT INTO run_steps (run_id, step, item, status, duration_ms, http_status, error, attempts)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute((run.0, &step.step, item, step.status.as_str(), duration_ms, step.http_status, &step.error, step.attempts))
+    .map(drop)
 }
