@@ -1,0 +1,126 @@
+//! `weft serve` as a process, the way a service manager runs it: SIGHUP reloads the flows (a broken flow is
+//! refused and the running ones stay), SIGTERM stops it with exit code 0, and a schedule missed while it was
+//! stopped runs once when it starts again.
+
+#![cfg(unix)]
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Serve {
+    child: Child,
+    log: std::path::PathBuf,
+}
+
+impl Serve {
+    fn start(dir: &Path) -> Serve {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let log = dir.join(format!("serve-{port}.log"));
+        let child = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .current_dir(dir)
+            .args(["serve", "flows", "--listen", &format!("127.0.0.1:{port}"), "--workers", "1"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let serve = Serve { child, log };
+        serve.wait_for_log("listening on", Duration::from_secs(30));
+        // The signal handlers are installed by the tasks that start right after the banner.
+        std::thread::sleep(Duration::from_millis(300));
+        serve
+    }
+
+    fn log(&self) -> String {
+        let mut text = String::new();
+        let _ = std::fs::File::open(&self.log).and_then(|mut f| f.read_to_string(&mut text));
+        text
+    }
+
+    fn wait_for_log(&self, needle: &str, limit: Duration) -> String {
+        let until = Instant::now() + limit;
+        loop {
+            let text = self.log();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(Instant::now() < until, "no `{needle}` in serve's log:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill").args([format!("-{name}"), self.child.id().to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let until = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < until, "serve did not stop:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const NIGHTLY: &str = "flow: nightly\ndescription: Every night at 02:00 in Kolkata.\ntrigger:\n  schedule: { cron: \"0 2 * * *\", timezone: Asia/Kolkata }\nsteps:\n  - id: at\n    set: { at: $.trigger.scheduled_at }\n";
+
+#[test]
+fn sighup_reloads_sigterm_stops_cleanly_and_a_missed_schedule_runs_once_on_start() {
+    let dir = std::env::temp_dir().join(format!("weft-serve-process-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows")).unwrap();
+    std::fs::write(dir.join("weft.yaml"), "connections: {}\n").unwrap();
+    std::fs::write(dir.join("flows/nightly.yaml"), NIGHTLY).unwrap();
+
+    let mut serve = Serve::start(&dir);
+    serve.signal("HUP");
+    serve.wait_for_log("reloaded after SIGHUP: 1 flow(s) served", Duration::from_secs(10));
+
+    // A broken flow is refused on reload, with its diagnostics; the running flow stays.
+    std::fs::write(dir.join("flows/broken.yaml"), "flow: broken\ntrigger: {}\nsteps: []\n").unwrap();
+    serve.signal("HUP");
+    serve.wait_for_log("rejected; the running flows stay", Duration::from_secs(10));
+    std::fs::remove_file(dir.join("flows/broken.yaml")).unwrap();
+
+    serve.signal("TERM");
+    assert_eq!(serve.wait_exit(Duration::from_secs(15)), Some(0), "{}", serve.log());
+    drop(serve);
+
+    // While it was stopped, the nightly time passed (the last fire is moved three days back): one run, not three.
+    let db = dir.join(".weft/state.db");
+    let raw = rusqlite::Connection::open(&db).unwrap();
+    let three_days_ago = (chrono::Utc::now() - chrono::Duration::days(3)).to_rfc3339();
+    let changed =
+        raw.execute("UPDATE poll_cursors SET cursor = ?1 WHERE poll = 'schedule:nightly'", [&three_days_ago]).unwrap();
+    assert_eq!(changed, 1, "serve saved when the schedule started counting");
+    drop(raw);
+    let mut serve = Serve::start(&dir);
+    serve.wait_for_log("missed its run", Duration::from_secs(10));
+    let until = Instant::now() + Duration::from_secs(10);
+    let runs = loop {
+        let raw = rusqlite::Connection::open(&db).unwrap();
+        let runs: i64 = raw
+            .query_row("SELECT count(*) FROM runs WHERE flow = 'nightly' AND status = 'succeeded'", [], |r| r.get(0))
+            .unwrap();
+        if runs > 0 || Instant::now() > until {
+            break runs;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(runs, 1, "{}", serve.log());
+    serve.signal("TERM");
+    assert_eq!(serve.wait_exit(Duration::from_secs(15)), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
