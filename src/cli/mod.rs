@@ -223,6 +223,9 @@ pub(crate) fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, i32> {
     if threads > 1 {
         builder.worker_threads(threads);
     }
+    // Blocking work here is mostly SQLite calls, which the store serialises anyway: a few threads carry them, and
+    // a burst of queued events does not grow the process by a thread (and an allocator heap) per waiting call.
+    builder.max_blocking_threads(8);
     builder.enable_all().build().map_err(|e| {
         eprintln!("error: cannot start the runtime: {e}");
         EXIT_USAGE
