@@ -246,6 +246,68 @@ async fn orders_take_fulfillments() {
 }
 
 #[tokio::test]
+async fn invoices_go_from_draft_to_paid_and_subscriptions_come_from_the_seed() {
+    let seed = json!({"ghl": {"location_id": LOCATION, "subscriptions": [
+        {"_id": "sub_1", "contactId": "c1", "entityId": "prod_1", "liveMode": true, "status": "active"}
+    ]}});
+    let base = start(SandboxConfig { seed: Some(seed), ..SandboxConfig::default() }).await;
+    let c = client();
+    let (status, list) = get(&c, format!("{base}/ghl/payments/subscriptions?altId={LOCATION}&altType=location")).await;
+    assert_eq!((status, list["totalCount"].clone()), (StatusCode::OK, json!(1)), "{list}");
+    let one = format!("{base}/ghl/payments/subscriptions/sub_1?altId={LOCATION}&altType=location");
+    assert_eq!(get(&c, one).await.1["status"], "active");
+    let missing = format!("{base}/ghl/payments/subscriptions/sub_9?altId={LOCATION}&altType=location");
+    assert_eq!(get(&c, missing).await.0, StatusCode::NOT_FOUND);
+
+    let invoice = json!({
+        "altId": LOCATION, "altType": "location", "name": "Website build", "currency": "USD", "liveMode": true,
+        "businessDetails": {"name": "Acme Agency"}, "issueDate": "2026-11-27", "sentTo": {"email": ["ann@example.com"]},
+        "contactDetails": {"id": "c1", "name": "Ann Lee", "email": "ann@example.com"},
+        "discount": {"type": "percentage", "value": 10},
+        "items": [{"name": "Design", "amount": 500, "qty": 2, "currency": "USD"}]
+    });
+    let (status, created) = post(&c, format!("{base}/ghl/invoices/"), invoice).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    assert_eq!((created["status"].clone(), created["total"].clone()), (json!("draft"), json!(900.0)));
+    let id = created["_id"].as_str().unwrap().to_string();
+    let at = |action: &str| format!("{base}/ghl/invoices/{id}/{action}");
+    // GHL's schema requires `card`, `cheque` and `notes` whatever the mode.
+    let payment = |amount: f64| {
+        json!({"altId": LOCATION, "altType": "location", "mode": "cash", "amount": amount, "notes": "paid at the desk",
+            "card": {"brand": "none", "last4": "0000"}, "cheque": {"number": "none"}})
+    };
+    // A draft takes no payment; a sent invoice does, in parts.
+    let (status, refused) = post(&c, at("record-payment"), payment(400.0)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let (status, sent) = post(
+        &c,
+        at("send"),
+        json!({"altId": LOCATION, "altType": "location", "userId": "u1", "action": "email", "liveMode": true}),
+    )
+    .await;
+    assert_eq!((status, sent["status"].clone()), (StatusCode::OK, json!("sent")), "{sent}");
+    let (_, part) = post(&c, at("record-payment"), payment(400.0)).await;
+    assert_eq!(
+        (part["invoice"]["status"].clone(), part["invoice"]["amountDue"].clone()),
+        (json!("partially_paid"), json!(500.0))
+    );
+    let (_, full) = post(&c, at("record-payment"), payment(500.0)).await;
+    assert_eq!(full["invoice"]["status"], "paid", "{full}");
+    assert_eq!(
+        post(&c, at("void"), json!({"altId": LOCATION, "altType": "location"})).await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    // Each payment is a transaction of the invoice, where the shipped InvoicePaid flow looks for them.
+    let txns = format!("{base}/ghl/payments/transactions?altId={LOCATION}&altType=location&entityId={id}");
+    let (_, txns) = get(&c, txns).await;
+    assert_eq!(txns["totalCount"], 2, "{txns}");
+    let (_, listed) =
+        get(&c, format!("{base}/ghl/invoices/?altId={LOCATION}&altType=location&limit=10&offset=0&status=paid")).await;
+    assert_eq!(listed["total"], 1, "{listed}");
+}
+
+#[tokio::test]
 async fn the_rate_limit_answers_429_with_its_headers() {
     let base = start(SandboxConfig { rate_limit: Some((5, Duration::from_secs(1))), ..SandboxConfig::default() }).await;
     let c = client();

@@ -12,7 +12,8 @@
 //! successes carry too); fault injection at `fail_rate` (500, 502, a 35 s hold answered 504, or a dropped
 //! connection); route matching and validation; then the connector's handler. [`ghl`], [`ghl_contact_list`]
 //! (`GET /contacts/` in keyset pages, an index lookup per page so 20,000 contacts page as fast as 20),
-//! [`ghl_payments`], [`razorpay`] and [`payhere`] keep state for the routes the shipped flows use; every other
+//! [`ghl_payments`] (orders, fulfillments, transactions, subscriptions, invoices), [`razorpay`] and [`payhere`]
+//! keep state; every other
 //! catalog route answers the smallest body its response schema accepts.
 //!
 //! A handler that changes state raises the app's webhook events; with [`SandboxConfig::webhooks`] set they are

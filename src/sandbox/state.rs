@@ -52,6 +52,8 @@ pub struct Ghl {
     pub orders: Records,
     pub fulfillments: Records,
     pub transactions: Records,
+    pub subscriptions: Records,
+    pub invoices: Records,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -109,6 +111,12 @@ impl State {
                     ("ghl", "transactions") => {
                         state.load(&at, items, |s| &mut s.ghl.transactions, "_id", State::fill_payment)?
                     }
+                    ("ghl", "subscriptions") => {
+                        state.load(&at, items, |s| &mut s.ghl.subscriptions, "_id", State::fill_payment)?
+                    }
+                    ("ghl", "invoices") => {
+                        state.load(&at, items, |s| &mut s.ghl.invoices, "_id", State::fill_payment)?
+                    }
                     ("razorpay", "payments") => {
                         state.load(&at, items, |s| &mut s.razorpay.payments, "id", fill_razorpay_payment)?
                     }
@@ -118,7 +126,7 @@ impl State {
                     _ => {
                         return Err(format!(
                             "unknown seed key `{at}`; known: ghl.{{location_id, contacts, notes, tasks, custom_fields, \
-                             orders, fulfillments, transactions}}, razorpay.payments, payhere.customers"
+                             orders, fulfillments, transactions, subscriptions, invoices}}, razorpay.payments, payhere.customers"
                         ))
                     }
                 }
