@@ -373,36 +373,26 @@ async fn shipped_ghl_and_payhere_flows_fed_by_the_sandboxs_webhooks_write_each_e
     );
     let (order_body, order_signature) = ghl_delivery(&order, "e2e-order-create-1", &key);
     let (invoice_body, invoice_signature) = ghl_delivery(&invoice, "e2e-invoice-paid-1", &key);
+    let deliver = |hook: &str, header: &'static str, signature: &str, body: &[u8]| {
+        client
+            .post(format!("{serve}/hooks/{hook}"))
+            .header("content-type", "application/json")
+            .header(header, signature.to_string())
+            .body(body.to_vec())
+            .send()
+    };
     for round in 0..2 {
-        // GHL's docs call a repeated webhookId a replay: serve refuses it (409) and runs nothing again.
+        // GHL's docs call a repeated webhookId a replay: serve refuses it (409) and runs nothing again; Payhere's
+        // re-delivery is acknowledged (200 duplicate).
         let ghl_status = if round == 0 { 200 } else { 409 };
-        let sent = client
-            .post(format!("{serve}/hooks/ghl"))
-            .header("content-type", "application/json")
-            .header("x-wh-signature", &invoice_signature)
-            .body(invoice_body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(sent.status(), ghl_status, "{}", sent.text().await.unwrap());
-        let sent = client
-            .post(format!("{serve}/hooks/payhere"))
-            .header("content-type", "application/json")
-            .header("X-Signature", &payhere_signature)
-            .body(payment.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(sent.status(), 200, "{}", sent.text().await.unwrap());
-        let sent = client
-            .post(format!("{serve}/hooks/ghl"))
-            .header("content-type", "application/json")
-            .header("x-wh-signature", &order_signature)
-            .body(order_body.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(sent.status(), ghl_status, "{}", sent.text().await.unwrap());
+        for (hook, header, signature, body, expected) in [
+            ("ghl", "x-wh-signature", &invoice_signature, &invoice_body, ghl_status),
+            ("payhere", "X-Signature", &payhere_signature, &payment, 200),
+            ("ghl", "x-wh-signature", &order_signature, &order_body, ghl_status),
+        ] {
+            let sent = deliver(hook, header, signature, body).await.unwrap();
+            assert_eq!(sent.status(), expected, "{hook}: {}", sent.text().await.unwrap());
+        }
     }
     settle(&client, &sandbox, &store).await;
 

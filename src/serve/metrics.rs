@@ -37,7 +37,11 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let counters = [
-            ("weft_events_received_total", "Events accepted and queued: webhook deliveries and new poll items.", &self.received),
+            (
+                "weft_events_received_total",
+                "Events accepted and queued: webhook deliveries and new poll items.",
+                &self.received,
+            ),
             ("weft_events_duplicate_total", "Re-delivered webhooks answered without queueing again.", &self.duplicates),
             (
                 "weft_events_rejected_total",
