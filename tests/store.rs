@@ -257,6 +257,31 @@ fn a_file_from_the_first_schema_is_migrated_and_claims_by_the_due_index() {
 }
 
 #[test]
+fn the_checkpointer_thread_copies_the_wal_into_the_database_while_writes_go_on() {
+    let dir = TempDir::new("checkpoint");
+    let path = dir.db();
+    let store = open(&path);
+    let before = std::fs::metadata(&path).unwrap().len();
+    // 2,000 events of ~1 KB, each its own commit: ~2 MB that only a checkpoint moves from the WAL to the file
+    // (commits never checkpoint themselves).
+    for i in 0..2_000 {
+        let mut e = event("razorpay", &format!("evt_{i}"), i);
+        e.payload = weft::store::Payload::from(json!({ "id": i, "notes": "x".repeat(1_000) }));
+        store.enqueue_event(&e).unwrap();
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let grown = loop {
+        let now = std::fs::metadata(&path).unwrap().len();
+        if now > before + 1_500_000 || std::time::Instant::now() > until {
+            break now;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(grown > before + 1_500_000, "the database file stayed at {grown} bytes (was {before})");
+    assert_eq!(store.events(&EventFilter { limit: 5000, ..EventFilter::default() }).unwrap().len(), 2_000);
+}
+
+#[test]
 fn a_database_from_a_newer_weft_is_refused_with_its_path() {
     let dir = TempDir::new("newer");
     let path = dir.db();

@@ -27,6 +27,8 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Copies the WAL into the database from its own thread and connection (file-backed stores only).
+    _checkpointer: Option<Checkpointer>,
 }
 
 impl fmt::Debug for SqliteStore {
@@ -63,10 +65,18 @@ impl SqliteStore {
             // In WAL, NORMAL survives a crash of the process and never corrupts the file; only a power cut or an
             // OS crash may lose the last commits. FULL would fsync on every commit, i.e. on every webhook.
             conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| sql_error(&path, "set synchronous", e))?;
+            // Checkpoints fsync the database: run on the committing thread (SQLite's default, every 1,000 WAL
+            // pages) they stalled a webhook commit for milliseconds every few hundred events. A checkpointer
+            // thread does them instead; a WAL left big by a burst is cut back to 64 MiB once copied.
+            conn.pragma_update(None, "wal_autocheckpoint", 0)
+                .map_err(|e| sql_error(&path, "hand checkpoints to the checkpointer", e))?;
+            conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+                .map_err(|e| sql_error(&path, "limit the WAL size", e))?;
         }
         conn.pragma_update(None, "foreign_keys", true).map_err(|e| sql_error(&path, "enable foreign keys", e))?;
         schema::migrate(&mut conn, &path)?;
-        Ok(SqliteStore { conn: Mutex::new(conn), path })
+        let checkpointer = if wal { Some(Checkpointer::start(&path)?) } else { None };
+        Ok(SqliteStore { conn: Mutex::new(conn), path, _checkpointer: checkpointer })
     }
 
     /// Run `work` on the connection and name the file and `action` in any error.
@@ -494,4 +504,43 @@ fn insert_step(conn: &Connection, run: RunId, step: &StepRecord, numbers: (Optio
     )?
     .execute((run.0, &step.step, item, step.status.as_str(), duration_ms, step.http_status, &step.error, step.attempts))
     .map(drop)
+}
+
+/// A thread with its own connection that copies committed WAL frames into the database (`PASSIVE`: it never
+/// blocks a writer or a reader), often while commits keep coming, every quarter second otherwise. Dropping it
+/// stops the thread; the last connection to close does a final checkpoint, as SQLite always does.
+struct Checkpointer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Checkpointer {
+    fn start(path: &Path) -> Result<Checkpointer, StoreError> {
+        let conn = Connection::open(path).map_err(|e| sql_error(path, "open the checkpointer's connection", e))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql_error(path, "set the busy timeout", e))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("weft-checkpoint".into())
+            .spawn(move || loop {
+                // (busy, frames in the WAL, frames copied): a WAL still filling up is checked again soon.
+                let frames = conn
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1))
+                    .unwrap_or_default();
+                let pause = if frames > 1_000 { Duration::from_millis(20) } else { Duration::from_millis(250) };
+                if !matches!(stopped.recv_timeout(pause), Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
+                    return;
+                }
+            })
+            .map_err(|cause| StoreError::Io { path: path.to_owned(), cause })?;
+        Ok(Checkpointer { stop: Some(stop), thread: Some(thread) })
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
