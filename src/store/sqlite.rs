@@ -506,9 +506,14 @@ fn insert_step(conn: &Connection, run: RunId, step: &StepRecord, numbers: (Optio
     .map(drop)
 }
 
+/// How often the checkpointer copies the WAL into the database. A page rewritten by many commits in between is
+/// copied once: checkpoints every 20 ms cost ingest ~15% of its throughput against every 500 ms (1 s did
+/// no better; benches/INGEST_RESULTS.md).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
 /// A thread with its own connection that copies committed WAL frames into the database (`PASSIVE`: it never
-/// blocks a writer or a reader), often while commits keep coming, every quarter second otherwise. Dropping it
-/// stops the thread; the last connection to close does a final checkpoint, as SQLite always does.
+/// blocks a writer or a reader) every [`CHECKPOINT_EVERY`]. Dropping it stops the thread; the last connection to
+/// close does a final checkpoint, as SQLite always does.
 struct Checkpointer {
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -522,12 +527,9 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("weft-checkpoint".into())
             .spawn(move || loop {
-                // (busy, frames in the WAL, frames copied): a WAL still filling up is checked again soon.
-                let frames = conn
-                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1))
-                    .unwrap_or_default();
-                let pause = if frames > 1_000 { Duration::from_millis(20) } else { Duration::from_millis(250) };
-                if !matches!(stopped.recv_timeout(pause), Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
+                // A failed checkpoint (a reader held it off) is simply tried again next time.
+                let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                if !matches!(stopped.recv_timeout(CHECKPOINT_EVERY), Err(std::sync::mpsc::RecvTimeoutError::Timeout)) {
                     return;
                 }
             })
