@@ -67,10 +67,11 @@ impl SqliteStore {
             conn.pragma_update(None, "synchronous", "NORMAL").map_err(|e| sql_error(&path, "set synchronous", e))?;
             // Checkpoints fsync the database: run on the committing thread (SQLite's default, every 1,000 WAL
             // pages) they stalled a webhook commit for milliseconds every few hundred events. A checkpointer
-            // thread does them instead; a WAL left big by a burst is cut back to 64 MiB once copied.
+            // thread does them instead. A WAL left big by a burst is cut back to 256 MiB once copied (at 64 MiB the
+            // writer truncated it every few seconds under load, 50-60 ms each time).
             conn.pragma_update(None, "wal_autocheckpoint", 0)
                 .map_err(|e| sql_error(&path, "hand checkpoints to the checkpointer", e))?;
-            conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            conn.pragma_update(None, "journal_size_limit", 256 * 1024 * 1024)
                 .map_err(|e| sql_error(&path, "limit the WAL size", e))?;
         }
         conn.pragma_update(None, "foreign_keys", true).map_err(|e| sql_error(&path, "enable foreign keys", e))?;
