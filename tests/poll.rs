@@ -110,6 +110,11 @@ fn param(query: &[(String, String)], name: &str) -> Option<String> {
 
 const PAYMENTS_FLOW: &str = "flow: new-payments\ndescription: Every new Razorpay payment.\ntrigger:\n  poll: { call: razorpay.payments.list-payments, every: 1h, query: { count: 100 }, items: $.items, id: $.id }\nsteps:\n  - id: seen\n    set: { id: $.trigger.id }\n";
 
+/// A GHL contact as the stand-in lists it: ids and times in creation order.
+fn contact(i: usize) -> Value {
+    json!({"id": format!("c{i:05}"), "dateAddedMs": 1_700_000_000_000u64 + i as u64})
+}
+
 fn payments(n: usize) -> Vec<Value> {
     (0..n).map(|i| json!({"id": format!("pay_{i:05}"), "amount": 100 + i})).collect()
 }
@@ -160,7 +165,6 @@ async fn a_scan_cut_short_resumes_after_the_last_page_it_queued() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cursor_paged_list_is_followed_from_its_tail() {
-    let contact = |i: usize| json!({"id": format!("c{i:05}"), "dateAddedMs": 1_700_000_000_000u64 + i as u64});
     let up = Arc::new(Mutex::new(Upstream { items: (0..230).map(contact).collect(), ..Upstream::default() }));
     let flow = "flow: new-contacts\ndescription: Every new GHL contact.\ntrigger:\n  poll:\n    call: ghl.contacts.get-contacts\n    every: 1h\n    query: { locationId: \"${{ connections.ghl.location_id }}\", limit: 100 }\n    items: $.contacts\n    id: $.id\nsteps:\n  - id: seen\n    set: { id: $.trigger.id }\n";
     let dir = project("cursor", &stand_in(up.clone()).await, flow);
@@ -183,7 +187,6 @@ async fn a_cursor_paged_list_is_followed_from_its_tail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_last_page_is_not_followed_by_an_empty_one() {
-    let contact = |i: usize| json!({"id": format!("c{i:05}"), "dateAddedMs": 1_700_000_000_000u64 + i as u64});
     let up = Arc::new(Mutex::new(Upstream { items: (0..200).map(contact).collect(), ..Upstream::default() }));
     let flow = "flow: all-contacts\ndescription: Every GHL contact.\ntrigger:\n  poll: { call: ghl.contacts.get-contacts, every: 1h, query: { locationId: abc, limit: 100 }, items: $.contacts, id: $.id }\nsteps:\n  - id: seen\n    set: { id: $.trigger.id }\n";
     let dir = project("full-last", &stand_in(up.clone()).await, flow);
