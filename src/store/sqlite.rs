@@ -41,6 +41,7 @@ impl SqliteStore {
     /// Open (or create) the state file at `path`, creating its directory, and bring its schema up to date. A
     /// new file is readable by its owner only: it holds OAuth tokens.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        configure_sqlite();
         prepare_file(path).map_err(|cause| StoreError::Io { path: path.to_owned(), cause })?;
         let conn = Connection::open(path).map_err(|e| sql_error(path, "open the file", e))?;
         SqliteStore::configure(conn, path.to_owned(), true)
@@ -48,6 +49,7 @@ impl SqliteStore {
 
     /// A private database that disappears with the value, for tests and `weft test`.
     pub fn in_memory() -> Result<SqliteStore, StoreError> {
+        configure_sqlite();
         let path = PathBuf::from(":memory:");
         let conn = Connection::open_in_memory().map_err(|e| sql_error(&path, "open an in-memory database", e))?;
         SqliteStore::configure(conn, path, false)
@@ -436,6 +438,22 @@ fn switch_to_wal(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             Err(e) => return Err(sql_error(path, "switch to WAL journaling", e)),
         }
     }
+}
+
+/// Turn off SQLite's allocation statistics, once per process, before its first connection. weft never reads them
+/// (`sqlite3_memory_used`), and keeping them takes a process-wide mutex around every allocation SQLite makes:
+/// a webhook's insert makes dozens, so the writer, the checkpointer and the workers all queued on that one lock.
+fn configure_sqlite() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: `sqlite3_config` must not run while another thread uses SQLite. Every connection weft opens
+        // comes after this call (both constructors call it first, under the `Once`). Should SQLite already be
+        // initialised (a library user opened a connection of its own first) the call returns SQLITE_MISUSE and
+        // changes nothing: the statistics stay on, which is only slower.
+        unsafe {
+            rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int);
+        }
+    });
 }
 
 fn is_busy(e: &rusqlite::Error) -> bool {

@@ -11,20 +11,17 @@ use rusqlite::{Connection, OptionalExtension, ToSql};
 
 /// Callers run this inside a transaction: the insert and the duplicate's lookup must see the same table.
 pub(super) fn enqueue(conn: &Connection, event: &NewEvent) -> rusqlite::Result<Enqueued> {
+    // No `RETURNING id`: SQLite runs a RETURNING insert as a coroutine with a result table, which made the insert
+    // a quarter slower; the new row's id is the connection's last insert rowid.
     let inserted = conn
         .prepare_cached(
             "INSERT INTO events (connection, event_id, kind, payload, status, received_at_ms, available_at_ms)
              VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?5)
-             ON CONFLICT (connection, event_id) DO NOTHING
-             RETURNING id",
+             ON CONFLICT (connection, event_id) DO NOTHING",
         )?
-        .query_row(
-            (&event.connection, &event.event_id, &event.kind, event.payload.as_str(), event.received_at_ms),
-            |row| row.get(0),
-        )
-        .optional()?;
-    if let Some(id) = inserted {
-        return Ok(Enqueued::New(QueueId(id)));
+        .execute((&event.connection, &event.event_id, &event.kind, event.payload.as_str(), event.received_at_ms))?;
+    if inserted == 1 {
+        return Ok(Enqueued::New(QueueId(conn.last_insert_rowid())));
     }
     conn.prepare_cached("SELECT id FROM events WHERE connection = ?1 AND event_id = ?2")?
         .query_row((&event.connection, &event.event_id), |row| row.get(0).map(|id| Enqueued::Duplicate(QueueId(id))))
