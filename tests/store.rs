@@ -627,3 +627,31 @@ fn an_in_memory_store_works_for_tests() {
     assert_eq!(store.runs(&RunFilter::default()).unwrap()[0].id, run);
     assert_eq!(store.path(), Path::new(":memory:"));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Queuing a group at once (the webhook group commit, a poll's page: multi-row inserts cut into chunks of
+    /// 64, 32 … 1 rows) answers exactly as queuing its events one at a time does: same new ids, same duplicates
+    /// (of earlier groups and within the group), same rows stored.
+    #[test]
+    fn a_group_queues_as_its_events_one_by_one(
+        groups in proptest::collection::vec(
+            proptest::collection::vec((0..2usize, 0..120u32), 0..150), 1..4),
+    ) {
+        let together = SqliteStore::in_memory().unwrap();
+        let one_by_one = SqliteStore::in_memory().unwrap();
+        for group in &groups {
+            let events: Vec<NewEvent> =
+                group.iter().map(|&(c, id)| event(["razorpay", "ghl"][c], &format!("evt_{id}"), 10)).collect();
+            let grouped = together.enqueue_events(&events).unwrap();
+            let single: Vec<Enqueued> = events.iter().map(|e| one_by_one.enqueue_event(e).unwrap()).collect();
+            proptest::prop_assert_eq!(grouped, single);
+        }
+        let all = EventFilter { limit: 1_000, ..EventFilter::default() };
+        let rows = |store: &SqliteStore| -> Vec<(i64, String, String)> {
+            store.events(&all).unwrap().into_iter().map(|e| (e.id.0, e.connection, e.event_id)).collect()
+        };
+        proptest::prop_assert_eq!(rows(&together), rows(&one_by_one));
+    }
+}

@@ -76,6 +76,8 @@ impl SqliteStore {
             conn.pragma_update(None, "journal_size_limit", 256 * 1024 * 1024)
                 .map_err(|e| sql_error(&path, "limit the WAL size", e))?;
         }
+        // The queue's multi-row inserts add a handful of statements to the workers' dozen: keep them all prepared.
+        conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "foreign_keys", true).map_err(|e| sql_error(&path, "enable foreign keys", e))?;
         schema::migrate(&mut conn, &path)?;
         let checkpointer = if wal { Some(Checkpointer::start(&path)?) } else { None };
@@ -299,12 +301,12 @@ impl Store for SqliteStore {
     }
 
     fn enqueue_events(&self, events: &[NewEvent]) -> Result<Vec<Enqueued>, StoreError> {
-        self.in_transaction("queue events", |tx| events.iter().map(|event| queue::enqueue(tx, event)).collect())
+        self.in_transaction("queue events", |tx| queue::enqueue_all(tx, events))
     }
 
     fn enqueue_polled(&self, poll: &str, events: &[NewEvent], cursor: &str) -> Result<Vec<Enqueued>, StoreError> {
         self.in_transaction("queue polled events", |tx| {
-            let queued = events.iter().map(|event| queue::enqueue(tx, event)).collect::<Result<Vec<_>, _>>()?;
+            let queued = queue::enqueue_all(tx, events)?;
             queue::save_cursor(tx, poll, cursor)?;
             Ok(queued)
         })
