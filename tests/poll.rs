@@ -151,7 +151,8 @@ async fn a_scan_cut_short_resumes_after_the_last_page_it_queued() {
     let err = svc.poll_now("new-payments").await.unwrap_err();
     assert!(err.contains("404"), "{err}");
     assert_eq!(event_ids(&store).len(), 200, "the two pages before the failure are queued");
-    assert_eq!(store.poll_cursor("new-payments").unwrap().as_deref(), Some(r#"{"skip":"200"}"#));
+    let saved: Value = serde_json::from_str(&store.poll_cursor("new-payments").unwrap().unwrap()).unwrap();
+    assert_eq!(saved["at"], json!({"skip": "200"}));
 
     // The upstream recovers: the next scan starts at the page that failed, not at the first.
     up.lock().unwrap().fail_from_skip = None;
@@ -183,6 +184,33 @@ async fn a_cursor_paged_list_is_followed_from_its_tail() {
     assert_eq!(param(&queries[0], "startAfterId").as_deref(), Some("c00229"));
     assert_eq!(param(&queries[0], "locationId").as_deref(), Some("ve9EPM428h8vShlRW1KT"));
     assert_eq!(event_ids(&store).len(), 232);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_list_query_starts_from_the_first_page() {
+    let up = Arc::new(Mutex::new(Upstream { items: (0..150).map(contact).collect(), ..Upstream::default() }));
+    let flow = |query: &str| {
+        format!("flow: tagged-contacts\ndescription: New GHL contacts.\ntrigger:\n  poll: {{ call: ghl.contacts.get-contacts, every: 1h, query: {{ {query} }}, items: $.contacts, id: $.id }}\nsteps:\n  - id: seen\n    set: {{ id: $.trigger.id }}\n")
+    };
+    let dir = project("changed", &stand_in(up.clone()).await, &flow("locationId: abc, limit: 100"));
+    let (svc, store) = service(&dir);
+    assert_eq!(svc.poll_now("tagged-contacts").await.unwrap(), 150);
+
+    // Same list, `every` aside: the next scan continues after the last contact.
+    up.lock().unwrap().queries.clear();
+    assert_eq!(svc.poll_now("tagged-contacts").await.unwrap(), 0);
+    assert_eq!(param(&up.lock().unwrap().queries[0], "startAfterId").as_deref(), Some("c00149"));
+
+    // Another query is another list: its first scan reads it from the first page, not from the old tail.
+    std::fs::write(dir.join("flows/poll.yaml"), flow("locationId: abc, limit: 100, query: vip")).unwrap();
+    svc.reload().unwrap();
+    up.lock().unwrap().queries.clear();
+    assert_eq!(svc.poll_now("tagged-contacts").await.unwrap(), 0, "the same contacts: none queued twice");
+    let queries = up.lock().unwrap().queries.clone();
+    assert_eq!(param(&queries[0], "startAfterId"), None, "{queries:?}");
+    assert_eq!(param(&queries[0], "query").as_deref(), Some("vip"));
+    assert_eq!(queries.len(), 2, "both pages of the new list");
+    assert_eq!(event_ids(&store).len(), 150);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,6 +52,9 @@ impl TriggerPlan {
 #[derive(Debug)]
 pub struct PollPlan {
     pub call: CallPlan,
+    /// Which list the poll reads: a digest of its `call`, `path` and `query` as written. A saved position
+    /// belongs to one list; when the flow's list changes, the next scan starts from the first page.
+    pub list: String,
     pub every: std::time::Duration,
     /// Over the list response (not the run context).
     pub items: serde_json_path::JsonPath,
@@ -129,8 +132,11 @@ pub fn compile_flow(file: &SourceFile, ctx: &ProjectContext) -> Result<Plan, Vec
                         .label(n.span, "here")
                 })
             };
+            let written = serde_json::json!({"call": p.call, "path": p.path, "query": p.query}).to_string();
+            let list = hex::encode(&ring::digest::digest(&ring::digest::SHA256, written.as_bytes()).as_ref()[..8]);
             Some(PollPlan {
                 call,
+                list,
                 every: parse_every(&p.every),
                 items: path_of("items").map_err(fail)?,
                 id: path_of("id").map_err(fail)?,

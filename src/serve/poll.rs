@@ -6,7 +6,9 @@
 //!
 //! An item's event id is the flow and the item's id, so the queue's deduplication runs each item once, however
 //! many scans see it. When a scan reaches the end of a cursor-paged list (GHL's `startAfterId`) the next scan
-//! starts after the last item; offset- and page-numbered lists are scanned again from the first page.
+//! starts after the last item; offset- and page-numbered lists are scanned again from the first page. A saved
+//! position names the list it was saved for (the flow's call, path and query): another list starts at its first
+//! page.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
@@ -74,8 +76,19 @@ impl Service {
         shutdown: &tokio::sync::watch::Receiver<bool>,
     ) -> Result<u64, String> {
         let name = &runner.plan.name;
-        let mut resume =
-            self.store.poll_cursor(name).map_err(|e| format!("poll of `{name}`: {e}"))?.and_then(|c| decode(&c));
+        let list = runner.plan.poll.as_ref().map_or("", |p| p.list.as_str());
+        let saved = self.store.poll_cursor(name).map_err(|e| format!("poll of `{name}`: {e}"))?;
+        let mut resume = match saved.as_deref().map(|text| decode(text, list)) {
+            Some(Saved::At(at)) => Some(at),
+            Some(Saved::OtherList) => {
+                eprintln!(
+                    "weft serve: poll of `{name}`: its list (call, path or query) changed since the position was \
+                     saved; this scan starts from the first page"
+                );
+                None
+            }
+            Some(Saved::Start) | None => None,
+        };
         let mut fresh = 0;
         // The page before this one, still committing: the next request needs only its cursor, so the two overlap.
         let mut committing: Option<tokio::task::JoinHandle<Result<u64, String>>> = None;
@@ -98,7 +111,7 @@ impl Service {
                 })
                 .collect();
             let saved = match &page.next {
-                PollNext::More(at) | PollNext::Done(Some(at)) => encode(at),
+                PollNext::More(at) | PollNext::Done(Some(at)) => encode(at, list),
                 PollNext::Done(None) => String::new(),
             };
             let commit = self.commit_page(name, events, saved);
@@ -134,16 +147,56 @@ impl Service {
     }
 }
 
-/// A position as the store keeps it: a JSON object of the paging parameters.
-fn encode(at: &Position) -> String {
-    let map: serde_json::Map<String, serde_json::Value> =
+/// A position as the store keeps it: the list it belongs to and the paging parameters,
+/// `{"list": "…", "at": {"skip": "200"}}`.
+fn encode(at: &Position, list: &str) -> String {
+    let at: serde_json::Map<String, serde_json::Value> =
         at.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-    serde_json::Value::Object(map).to_string()
+    serde_json::json!({"list": list, "at": at}).to_string()
 }
 
-/// `None` for an empty or unreadable cursor: the scan starts at the first page.
-fn decode(text: &str) -> Option<Position> {
-    let serde_json::Value::Object(map) = serde_json::from_str(text).ok()? else { return None };
-    let at: Position = map.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_string()))).collect();
-    (!at.is_empty()).then_some(at)
+/// What a saved cursor says for the poll's current list.
+#[derive(Debug, PartialEq)]
+enum Saved {
+    /// Continue here.
+    At(Position),
+    /// Start at the first page: nothing saved, the last scan reached the end of an offset-paged list, or the
+    /// cursor is unreadable.
+    Start,
+    /// Saved for another list (the flow's call, path or query changed): start at the first page.
+    OtherList,
+}
+
+fn decode(text: &str, list: &str) -> Saved {
+    let Ok(serde_json::Value::Object(mut saved)) = serde_json::from_str(text) else { return Saved::Start };
+    let params = match (saved.remove("list"), saved.remove("at")) {
+        (Some(serde_json::Value::String(of)), Some(serde_json::Value::Object(at))) if of == list => at,
+        (Some(_), Some(serde_json::Value::Object(_))) => return Saved::OtherList,
+        // Saved by weft before positions named their list: the paging parameters alone.
+        (None, None) => saved,
+        _ => return Saved::Start,
+    };
+    let at: Position = params.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_string()))).collect();
+    if at.is_empty() {
+        Saved::Start
+    } else {
+        Saved::At(at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_comes_back_for_its_own_list_only() {
+        let at: Position = [("startAfterId".to_string(), "c00229".to_string())].into_iter().collect();
+        let saved = encode(&at, "a1b2");
+        assert_eq!(decode(&saved, "a1b2"), Saved::At(at.clone()));
+        assert_eq!(decode(&saved, "ffff"), Saved::OtherList);
+        assert_eq!(decode(r#"{"startAfterId":"c00229"}"#, "a1b2"), Saved::At(at), "an older weft's cursor");
+        for start in ["", "{}", "not json", "[1]", r#"{"list":"a1b2","at":"x"}"#] {
+            assert_eq!(decode(start, "a1b2"), Saved::Start, "{start:?}");
+        }
+    }
 }
