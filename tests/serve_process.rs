@@ -1,6 +1,6 @@
 //! `weft serve` as a process, the way a service manager runs it: SIGHUP reloads the flows (a broken flow is
 //! refused and the running ones stay), SIGTERM stops it with exit code 0, and a schedule missed while it was
-//! stopped runs once when it starts again.
+//! stopped runs once when it starts again. Its log has a level on every line and never a refused body.
 
 #![cfg(unix)]
 
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 struct Serve {
     child: Child,
     log: std::path::PathBuf,
+    port: u16,
 }
 
 impl Serve {
@@ -25,7 +26,7 @@ impl Serve {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let serve = Serve { child, log };
+        let serve = Serve { child, log, port };
         serve.wait_for_log("listening on", Duration::from_secs(30));
         // The signal handlers are installed by the tasks that start right after the banner.
         std::thread::sleep(Duration::from_millis(300));
@@ -85,13 +86,30 @@ fn sighup_reloads_sigterm_stops_cleanly_and_a_missed_schedule_runs_once_on_start
     std::fs::write(dir.join("flows/nightly.yaml"), NIGHTLY).unwrap();
 
     let mut serve = Serve::start(&dir);
+    // A refused delivery is logged as a warning with its reason, never with its body.
+    let mut http = std::net::TcpStream::connect(("127.0.0.1", serve.port)).unwrap();
+    let body = r#"{"email":"private-customer@example.com"}"#;
+    let request = format!(
+        "POST /hooks/nowhere HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    std::io::Write::write_all(&mut http, request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    let log = serve.wait_for_log("404 for a delivery to /hooks/nowhere", Duration::from_secs(10));
+    assert!(log.contains(" WARN 404 for a delivery"), "{log}");
+    assert!(!log.contains("private-customer"), "{log}");
+    assert!(log.contains(" INFO listening on"), "{log}");
+
     serve.signal("HUP");
     serve.wait_for_log("reloaded after SIGHUP: 1 flow(s) served", Duration::from_secs(10));
 
     // A broken flow is refused on reload, with its diagnostics; the running flow stays.
     std::fs::write(dir.join("flows/broken.yaml"), "flow: broken\ntrigger: {}\nsteps: []\n").unwrap();
     serve.signal("HUP");
-    serve.wait_for_log("rejected; the running flows stay", Duration::from_secs(10));
+    let log = serve.wait_for_log("rejected; the running flows stay", Duration::from_secs(10));
+    assert!(log.contains(" ERROR reload after SIGHUP rejected"), "{log}");
     std::fs::remove_file(dir.join("flows/broken.yaml")).unwrap();
 
     serve.signal("TERM");

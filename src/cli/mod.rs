@@ -232,6 +232,28 @@ pub(crate) fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, i32> {
     })
 }
 
+/// The log of what happens while a command runs (a delivery refused, a reload, a failed run), as lines with a
+/// time and a level on stderr; a command's own answer and its diagnostics are printed, not logged. The services
+/// (`serve`, `sandbox`) log from `info` up, every other command only warnings; `RUST_LOG` says otherwise
+/// (`RUST_LOG=warn`, `RUST_LOG=weft=debug`).
+fn init_log(service: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if service { "info" } else { "warn" };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(spec) if !spec.trim().is_empty() => EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            eprintln!("warning: RUST_LOG={spec:?} is not a log filter ({e}); logging `{default}` and up");
+            EnvFilter::new(default)
+        }),
+        _ => EnvFilter::new(default),
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(use_color(std::io::stderr().is_terminal()))
+        .with_target(false)
+        .try_init();
+}
+
 /// Colour only for a terminal, and never when `NO_COLOR` is set (https://no-color.org).
 pub fn use_color(stream_is_tty: bool) -> bool {
     stream_is_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
@@ -250,6 +272,7 @@ pub fn main() -> i32 {
 }
 
 pub fn run(cli: Cli) -> i32 {
+    init_log(matches!(cli.command, Command::Serve { .. } | Command::Sandbox(_)));
     match cli.command {
         Command::Validate { paths, format, deny_warnings } => {
             let paths = if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths };

@@ -38,12 +38,12 @@ pub fn run(paths: &[PathBuf], listen: std::net::SocketAddr, workers: usize, stat
             return EXIT_INVALID;
         }
     };
-    eprintln!(
-        "weft serve: listening on http://{listen} (POST /hooks/CONNECTION, GET /healthz, GET /metrics), state {}",
+    tracing::info!(
+        "listening on http://{listen} (POST /hooks/CONNECTION, GET /healthz, GET /metrics), state {}",
         db.display()
     );
     for line in svc.describe() {
-        eprintln!("  {line}");
+        tracing::info!("{line}");
     }
     let rt = match super::runtime(2) {
         Ok(rt) => rt,
@@ -79,5 +79,5 @@ async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
-    eprintln!("weft serve: shutting down; finishing events in flight");
+    tracing::info!("shutting down; finishing events in flight");
 }

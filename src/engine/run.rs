@@ -389,7 +389,7 @@ impl Runner {
                         // The write happened; failing to remember it must not turn success into failure, but it
                         // is worth a loud line: a re-delivery could write again.
                         if let Err(e) = store.record_effect(&key, &output) {
-                            eprintln!("warning: could not record the effect of step `{}`: {e}", step.id);
+                            tracing::warn!("could not record the effect of step `{}`: {e}", step.id);
                         }
                     }
                 }

@@ -329,7 +329,7 @@ impl Service {
         // Logged with why, never with the body (it may hold a customer's details).
         let reject = |status: StatusCode, msg: String| {
             self.metrics.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            eprintln!("weft serve: {} for a delivery to /hooks/{connection}: {msg}", status.as_u16());
+            tracing::warn!("{} for a delivery to /hooks/{connection}: {msg}", status.as_u16());
             Err((status, msg))
         };
         let flows = self.current();
@@ -459,7 +459,7 @@ impl Service {
                     let settled =
                         off_thread(move || store.settle_event(&claim, &finished, failure.as_deref().zip(next))).await;
                     if let Err(e) = settled {
-                        eprintln!("weft serve: could not settle event {event_id}: {e}");
+                        tracing::error!("could not settle event {event_id}: {e}");
                     }
                 }
                 Ok(None) => {
@@ -471,7 +471,7 @@ impl Service {
                     }
                 }
                 Err(e) => {
-                    eprintln!("weft serve: the queue is unavailable: {e}");
+                    tracing::error!("the queue is unavailable: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             }
@@ -509,12 +509,10 @@ impl Service {
                 _ = shutdown.changed() => return,
             };
             match self.reload() {
-                Ok(n) => eprintln!("weft serve: reloaded after {why}: {n} flow(s) served"),
+                Ok(n) => tracing::info!("reloaded after {why}: {n} flow(s) served"),
                 Err(diags) => {
-                    eprintln!("weft serve: reload after {why} rejected; the running flows stay:");
-                    for d in &diags {
-                        eprintln!("  {}", render::one_line(d));
-                    }
+                    let diags: Vec<String> = diags.iter().map(render::one_line).collect();
+                    tracing::error!("reload after {why} rejected; the running flows stay:\n  {}", diags.join("\n  "));
                 }
             }
         }

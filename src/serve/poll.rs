@@ -41,7 +41,7 @@ impl Service {
                     _ = shutdown.changed() => return,
                 };
                 if let Err(e) = scan {
-                    eprintln!("weft serve: {e}");
+                    tracing::warn!("{e}");
                 }
                 // The interval counts from the end of a scan, so a long scan is never started twice at once.
                 let every = runner.plan.poll.as_ref().map_or(Duration::from_secs(60), |p| p.every);
@@ -81,8 +81,8 @@ impl Service {
         let mut resume = match saved.as_deref().map(|text| decode(text, list)) {
             Some(Saved::At(at)) => Some(at),
             Some(Saved::OtherList) => {
-                eprintln!(
-                    "weft serve: poll of `{name}`: its list (call, path or query) changed since the position was \
+                tracing::info!(
+                    "poll of `{name}`: its list (call, path or query) changed since the position was \
                      saved; this scan starts from the first page"
                 );
                 None

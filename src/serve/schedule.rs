@@ -89,14 +89,14 @@ impl Service {
             match last.and_then(|t| DateTime::parse_from_rfc3339(&t).ok()) {
                 Some(last) => {
                     if let Some(missed) = s.latest_missed(last.with_timezone(&Utc), now) {
-                        eprintln!("weft serve: {} missed its run at {missed} while stopped; running it once", s.flow);
+                        tracing::info!("{} missed its run at {missed} while stopped; running it once", s.flow);
                         self.fire(s, missed);
                         self.wake.notify_one();
                     }
                 }
                 None => {
                     if let Err(e) = self.store.save_poll_cursor(&cursor_key(&s.flow), &now.to_rfc3339()) {
-                        eprintln!("weft serve: could not save the schedule of {}: {e}", s.flow);
+                        tracing::error!("could not save the schedule of {}: {e}", s.flow);
                     }
                 }
             }
@@ -113,7 +113,7 @@ impl Service {
             received_at_ms: Utc::now().timestamp_millis(),
         };
         if let Err(e) = self.store.enqueue_polled(&cursor_key(&s.flow), &[event], &at.to_rfc3339()) {
-            eprintln!("weft serve: could not queue the scheduled run of {}: {e}", s.flow);
+            tracing::error!("could not queue the scheduled run of {}: {e}", s.flow);
         }
     }
 }
