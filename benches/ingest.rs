@@ -20,7 +20,8 @@
 //! Run without `--bench` (as `cargo test --all-targets` does) it is a smoke test: a few hundred requests, the
 //! same checks through both clients, no timing claims. Knobs (env): WEFT_INGEST_CLIENT (raw | reqwest),
 //! WEFT_INGEST_REQUESTS (50000 per run), WEFT_INGEST_CONCURRENCY (32), WEFT_INGEST_ROUNDS (3),
-//! WEFT_INGEST_WARMUP (2000), WEFT_INGEST_CLIENT_THREADS (1), WEFT_INGEST_SERVER_THREADS (2).
+//! WEFT_INGEST_WARMUP (2000), WEFT_INGEST_CLIENT_THREADS (1), WEFT_INGEST_SERVER_THREADS (2),
+//! WEFT_INGEST_IDS (sequential | random: event ids in no order, as GHL's `webhookId` UUIDs are).
 //! Results: benches/INGEST_RESULTS.md.
 
 use std::net::SocketAddr;
@@ -440,14 +441,30 @@ async fn one_request(addr: SocketAddr, request: &[u8]) -> std::io::Result<(u16, 
     Ok((status, body.to_vec()))
 }
 
-/// `count` requests, each with its own event id `evt_{tag}_{i}` and the HMAC-SHA256 of the sample body under
+/// The `i`th event id of a run: `evt_{tag}_{i:08}`, or with WEFT_INGEST_IDS=random a 64-bit mix of `i` in hex
+/// (distinct for distinct `i`: the mix is a bijection), so that the ids reach the dedup index in no order.
+fn event_id(tag: &str, i: usize) -> String {
+    match std::env::var("WEFT_INGEST_IDS").as_deref() {
+        Ok("random") => {
+            // splitmix64's finaliser.
+            let mut z = (i as u64).wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            format!("evt_{tag}_{:016x}", z ^ (z >> 31))
+        }
+        Ok("sequential") | Err(_) => format!("evt_{tag}_{i:08}"),
+        Ok(other) => panic!("WEFT_INGEST_IDS={other}: expected sequential or random"),
+    }
+}
+
+/// `count` requests, each with its own event id (see [`event_id`]) and the HMAC-SHA256 of the sample body under
 /// the connection's secret (or `signature`, to forge one): complete HTTP/1.1 bytes for the raw client, header
 /// maps for reqwest. Built before any timing.
 fn build_requests(kind: ClientKind, addr: SocketAddr, tag: &str, count: usize, signature: Option<&str>) -> Requests {
     let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes());
     let signed = (0..count).map(|i| {
         let sig = signature.map_or_else(|| hex::encode(hmac::sign(&key, BODY).as_ref()), str::to_string);
-        (format!("evt_{tag}_{i:08}"), sig)
+        (event_id(tag, i), sig)
     });
     match kind {
         ClientKind::Raw => Requests::Raw(
