@@ -451,7 +451,10 @@ fn configure_sqlite() {
         // SAFETY: `sqlite3_config` must not run while another thread uses SQLite. Every connection weft opens
         // comes after this call (both constructors call it first, under the `Once`). Should SQLite already be
         // initialised (a library user opened a connection of its own first) the call returns SQLITE_MISUSE and
-        // changes nothing: the statistics stay on, which is only slower.
+        // changes nothing: the statistics stay on, which is only slower. Should another thread be initialising
+        // it at this very moment (a test opening a connection of its own), each allocation still reads the flag
+        // once, so SQLite's mutex enters and leaves stay paired; only the statistics weft never reads could be
+        // counted on one side of the switch and not the other.
         unsafe {
             rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int);
         }

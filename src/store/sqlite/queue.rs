@@ -32,12 +32,15 @@ const CHUNKS: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 
 /// Queue many events in one go (the group commit's transaction, a poll's page), answering for each in order as
 /// [`enqueue`] does. One INSERT per chunk of rows instead of one per event: SQLite's per-statement work (and
-/// `AUTOINCREMENT`'s read and write of its counter) is paid once per chunk, which took about a fifth off each
-/// event's insert. Callers run this inside an IMMEDIATE transaction: no other connection can add rows until it
-/// ends, so the rows above the largest id before the inserts are exactly the ones they added.
+/// `AUTOINCREMENT`'s read and write of its counter) is paid once per chunk (in groups of 8, 8.2 → 7.25 µs per
+/// event through the store, a fifth off the SQL alone). Callers run this inside an IMMEDIATE transaction: no
+/// other connection can add rows until it ends, so the rows above the largest id before the inserts are exactly
+/// the ones they added.
 pub(super) fn enqueue_all(conn: &Connection, events: &[NewEvent]) -> rusqlite::Result<Vec<Enqueued>> {
-    if events.len() == 1 {
-        return Ok(vec![enqueue(conn, &events[0])?]);
+    match events {
+        [] => return Ok(Vec::new()),
+        [event] => return Ok(vec![enqueue(conn, event)?]),
+        _ => {}
     }
     let before: i64 =
         conn.prepare_cached("SELECT coalesce(max(id), 0) FROM events")?.query_row([], |row| row.get(0))?;
@@ -76,12 +79,13 @@ pub(super) fn enqueue_all(conn: &Connection, events: &[NewEvent]) -> rusqlite::R
         .collect()
 }
 
-/// `INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING` for `rows` events, five parameters each.
+/// `INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING` for `rows` (one of [`CHUNKS`]) events, five parameters each.
 fn insert_sql(rows: usize) -> &'static str {
     static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     let all = SQL.get_or_init(|| {
-        (0..=CHUNKS[0])
-            .map(|rows| {
+        CHUNKS
+            .iter()
+            .map(|&rows| {
                 let values: Vec<String> = (0..rows)
                     .map(|row| {
                         let p = row * 5;
@@ -96,7 +100,8 @@ fn insert_sql(rows: usize) -> &'static str {
             })
             .collect()
     });
-    &all[rows]
+    let at = CHUNKS.iter().position(|&r| r == rows).expect("a chunk size");
+    &all[at]
 }
 
 fn existing(conn: &Connection, event: &NewEvent) -> rusqlite::Result<QueueId> {
