@@ -215,7 +215,7 @@ fn reopening_keeps_everything_and_migrating_twice_changes_nothing() {
     let raw = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = raw.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     let recorded: i64 = raw.query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
-    assert_eq!((version, recorded), (2, 2));
+    assert_eq!((version, recorded), (3, 3));
     let journal: String = raw.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
     assert_eq!(journal, "wal");
 }
@@ -282,13 +282,37 @@ fn the_checkpointer_thread_copies_the_wal_into_the_database_while_writes_go_on()
 }
 
 #[test]
+fn an_event_an_older_weft_left_behind_a_claimed_one_is_still_claimed_after_the_upgrade() {
+    let dir = TempDir::new("migrate-v2");
+    let path = dir.db();
+    {
+        let store = open(&path);
+        store.enqueue_event(&event("razorpay", "evt_1", 0)).unwrap();
+        store.enqueue_event(&event("razorpay", "evt_2", 0)).unwrap();
+    }
+    // Schema 2 claimed by due time, so a newer event could go first: evt_2 done while evt_1 still waits.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    raw.execute_batch(
+        "UPDATE events SET status = 'done', attempts = 1, claim_seq = 1 WHERE event_id = 'evt_2';
+         DROP INDEX events_due; CREATE INDEX events_due ON events (status, available_at_ms, id);
+         DELETE FROM schema_migrations WHERE version = 3; PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(raw);
+    let store = open(&path);
+    let claim = store.claim_event(1_000, 1_000).unwrap().expect("the event left behind is claimed");
+    assert_eq!((claim.event_id.as_str(), claim.attempt), ("evt_1", 1));
+    assert_eq!(store.claim_event(1_000, 1_000).unwrap(), None);
+}
+
+#[test]
 fn a_database_from_a_newer_weft_is_refused_with_its_path() {
     let dir = TempDir::new("newer");
     let path = dir.db();
     drop(open(&path));
     rusqlite::Connection::open(&path).unwrap().pragma_update(None, "user_version", 99).unwrap();
     let err = SqliteStore::open(&path).unwrap_err();
-    assert!(matches!(err, StoreError::NewerSchema { found: 99, supported: 2, .. }), "{err}");
+    assert!(matches!(err, StoreError::NewerSchema { found: 99, supported: 3, .. }), "{err}");
     assert!(err.to_string().contains(&path.display().to_string()), "{err}");
 }
 
@@ -653,5 +677,134 @@ proptest::proptest! {
             store.events(&all).unwrap().into_iter().map(|e| (e.id.0, e.connection, e.event_id)).collect()
         };
         proptest::prop_assert_eq!(rows(&together), rows(&one_by_one));
+    }
+}
+
+/// One step of [`claims_never_lose_or_double_an_event`].
+#[derive(Clone, Debug)]
+enum QueueOp {
+    Enqueue(usize),
+    Claim,
+    Complete(usize),
+    Retry(usize, i64),
+    DeadLetter(usize),
+    Replay(usize),
+    Reopen,
+}
+
+fn queue_op() -> impl proptest::strategy::Strategy<Value = QueueOp> {
+    use proptest::prelude::*;
+    prop_oneof![
+        2 => (1..4usize).prop_map(QueueOp::Enqueue),
+        4 => Just(QueueOp::Claim),
+        2 => (0..8usize).prop_map(QueueOp::Complete),
+        1 => (0..8usize, 0..300i64).prop_map(|(i, after)| QueueOp::Retry(i, after)),
+        1 => (0..8usize).prop_map(QueueOp::DeadLetter),
+        1 => (0..8usize).prop_map(QueueOp::Replay),
+        1 => Just(QueueOp::Reopen),
+    ]
+}
+
+/// What the queue should hold for one event.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Held {
+    Queued { due: i64 },
+    Claimed { lease_until: i64, claim: i64 },
+    Finished,
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+    /// Whatever happens between them (retries, dead letters, replays, the store reopened as after a restart),
+    /// a claim hands out an event exactly when one is due or its lease has run out, never one that another
+    /// worker holds, and never finds nothing while one waits: fresh events are found from a floor that moves
+    /// up with every first claim, so a floor too high would lose events here.
+    #[test]
+    fn claims_never_lose_or_double_an_event(ops in proptest::collection::vec(queue_op(), 1..60)) {
+        const LEASE: i64 = 100;
+        let dir = TempDir::new("claims");
+        let path = dir.db();
+        let mut store = open(&path);
+        let mut model: Vec<Held> = Vec::new();
+        let mut claims: Vec<weft::store::ClaimedEvent> = Vec::new();
+        let mut now = 0i64;
+        for op in ops {
+            now += 37;
+            let claimed_at = |model: &[Held], i: usize| {
+                let held: Vec<usize> =
+                    (0..model.len()).filter(|&n| matches!(model[n], Held::Claimed { .. })).collect();
+                (!held.is_empty()).then(|| held[i % held.len()])
+            };
+            match op {
+                QueueOp::Enqueue(n) => {
+                    let events: Vec<NewEvent> =
+                        (0..n).map(|k| event("razorpay", &format!("evt_{}", model.len() + k), now)).collect();
+                    for queued in store.enqueue_events(&events).unwrap() {
+                        proptest::prop_assert_eq!(queued.id().0 as usize, model.len() + 1);
+                        model.push(Held::Queued { due: now });
+                    }
+                }
+                QueueOp::Claim => {
+                    let claimable = |h: &Held| match *h {
+                        Held::Queued { due } => due <= now,
+                        Held::Claimed { lease_until, .. } => lease_until <= now,
+                        Held::Finished => false,
+                    };
+                    match store.claim_event(now, LEASE).unwrap() {
+                        Some(claim) => {
+                            let at = claim.id.0 as usize - 1;
+                            proptest::prop_assert!(claimable(&model[at]), "claimed {:?} while {:?}", claim.id, model[at]);
+                            model[at] = Held::Claimed { lease_until: now + LEASE, claim: claim.claim };
+                            claims.retain(|c| c.id != claim.id);
+                            claims.push(claim);
+                        }
+                        None => {
+                            let waiting: Vec<_> = model.iter().enumerate().filter(|(_, h)| claimable(h)).collect();
+                            proptest::prop_assert!(waiting.is_empty(), "nothing claimed while {:?} wait", waiting);
+                        }
+                    }
+                }
+                QueueOp::Complete(i) | QueueOp::Retry(i, _) | QueueOp::DeadLetter(i) => {
+                    let Some(at) = claimed_at(&model, i) else { continue };
+                    let claim = claims.iter().find(|c| c.id.0 as usize == at + 1).unwrap().clone();
+                    let Held::Claimed { claim: token, .. } = model[at] else { unreachable!() };
+                    proptest::prop_assert_eq!(claim.claim, token);
+                    match op {
+                        QueueOp::Complete(_) => {
+                            store.complete_event(&claim).unwrap();
+                            model[at] = Held::Finished;
+                        }
+                        QueueOp::Retry(_, after) => {
+                            store.fail_event(&claim, "boom", AfterFailure::RetryAt(now + after)).unwrap();
+                            model[at] = Held::Queued { due: now + after };
+                        }
+                        _ => {
+                            store.fail_event(&claim, "boom", AfterFailure::DeadLetter).unwrap();
+                            model[at] = Held::Finished;
+                        }
+                    }
+                }
+                QueueOp::Replay(i) => {
+                    let done: Vec<usize> = (0..model.len()).filter(|&n| model[n] == Held::Finished).collect();
+                    let Some(&at) = (!done.is_empty()).then(|| &done[i % done.len()]) else { continue };
+                    proptest::prop_assert!(store.requeue_event(weft::store::QueueId(at as i64 + 1), now).unwrap());
+                    model[at] = Held::Queued { due: now };
+                }
+                QueueOp::Reopen => {
+                    drop(store);
+                    store = open(&path);
+                }
+            }
+        }
+        // In the end every event not finished is handed out, each once.
+        now += 1_000;
+        let mut left: Vec<i64> = std::iter::from_fn(|| store.claim_event(now, 1_000_000).unwrap())
+            .map(|c| c.id.0)
+            .collect();
+        left.sort_unstable();
+        let expected: Vec<i64> =
+            (0..model.len()).filter(|&n| model[n] != Held::Finished).map(|n| n as i64 + 1).collect();
+        proptest::prop_assert_eq!(left, expected);
     }
 }

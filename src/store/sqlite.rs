@@ -27,6 +27,9 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// No fresh (never claimed) event has an id at or below this: where claims start looking for one. Read and
+    /// moved only while the connection is locked; -1 until the first claim reads it from the file.
+    fresh_floor: std::sync::atomic::AtomicI64,
     /// Copies the WAL into the database from its own thread and connection (file-backed stores only).
     _checkpointer: Option<Checkpointer>,
 }
@@ -81,7 +84,12 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", true).map_err(|e| sql_error(&path, "enable foreign keys", e))?;
         schema::migrate(&mut conn, &path)?;
         let checkpointer = if wal { Some(Checkpointer::start(&path)?) } else { None };
-        Ok(SqliteStore { conn: Mutex::new(conn), path, _checkpointer: checkpointer })
+        Ok(SqliteStore {
+            conn: Mutex::new(conn),
+            path,
+            fresh_floor: std::sync::atomic::AtomicI64::new(-1),
+            _checkpointer: checkpointer,
+        })
     }
 
     /// Run `work` on the connection and name the file and `action` in any error.
@@ -325,7 +333,18 @@ impl Store for SqliteStore {
     }
 
     fn claim_event(&self, now_ms: i64, lease_ms: i64) -> Result<Option<ClaimedEvent>, StoreError> {
-        self.with("claim an event", |conn| queue::claim(conn, now_ms, lease_ms))
+        use std::sync::atomic::Ordering::Relaxed;
+        self.with("claim an event", |conn| {
+            let floor = match self.fresh_floor.load(Relaxed) {
+                -1 => queue::fresh_floor(conn)?,
+                known => known,
+            };
+            let claimed = queue::claim(conn, now_ms, lease_ms, floor)?;
+            // A first claim took the lowest fresh id above the floor: none is left below it.
+            let moved = claimed.as_ref().filter(|c| c.claim == 1).map_or(floor, |c| c.id.0.max(floor));
+            self.fresh_floor.store(moved, Relaxed);
+            Ok(claimed)
+        })
     }
 
     fn complete_event(&self, claim: &ClaimedEvent) -> Result<(), StoreError> {

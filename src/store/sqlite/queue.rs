@@ -4,6 +4,11 @@
 //!
 //! `claim_seq` (never reset) identifies a claim: finishing with an old claim after the lease passed to another
 //! worker changes nothing and is reported as lost.
+//!
+//! A fresh event (never claimed: `claim_seq` 0) has no entry in the `events_due` index: queuing a webhook then
+//! writes the table and the dedup index only, one b-tree page less per commit. Claims find fresh events in id
+//! order, from a floor below which none is left (see [`fresh_floor`]); retried, replayed and leased events
+//! (`claim_seq` > 0) through the index.
 
 use super::{json_column, limit_arg, now_ms, where_clause, word_column};
 use crate::store::{AfterFailure, ClaimedEvent, Enqueued, EventFilter, EventStatus, NewEvent, QueueId, QueuedEvent};
@@ -45,6 +50,7 @@ pub(super) fn enqueue_all(conn: &Connection, events: &[NewEvent]) -> rusqlite::R
     let before: i64 =
         conn.prepare_cached("SELECT coalesce(max(id), 0) FROM events")?.query_row([], |row| row.get(0))?;
     let mut rest = events;
+    let mut added = 0;
     while !rest.is_empty() {
         let rows = CHUNKS.into_iter().find(|&rows| rows <= rest.len()).unwrap_or(1);
         let (chunk, tail) = rest.split_at(rows);
@@ -57,8 +63,14 @@ pub(super) fn enqueue_all(conn: &Connection, events: &[NewEvent]) -> rusqlite::R
             insert.raw_bind_parameter(at + 4, event.payload.as_str())?;
             insert.raw_bind_parameter(at + 5, event.received_at_ms)?;
         }
-        insert.raw_execute()?;
+        added += insert.raw_execute()?;
         rest = tail;
+    }
+    // Every event new and the new ids one run above the old largest: the rows were added in the order given
+    // (a multi-row VALUES inserts its rows in order), so they are the events' ids in that order. No read-back.
+    let last = conn.last_insert_rowid();
+    if added == events.len() && usize::try_from(last - before).is_ok_and(|n| n == added) {
+        return Ok((before + 1..=last).map(|id| Enqueued::New(QueueId(id))).collect());
     }
     // AUTOINCREMENT: a new row's id is larger than any id the table ever had. In id order, which is the order
     // the events were given in, so each event's row is normally the first one left.
@@ -118,28 +130,54 @@ pub(super) fn save_cursor(conn: &Connection, poll: &str, cursor: &str) -> rusqli
     .map(drop)
 }
 
-pub(super) fn claim(conn: &Connection, now_ms: i64, lease_ms: i64) -> rusqlite::Result<Option<ClaimedEvent>> {
+/// The largest id of an event that was ever claimed, 0 if none: no fresh event has a smaller id. Claims take
+/// fresh events in id order, and a new row's id is larger than any the table ever had (`AUTOINCREMENT`), so every
+/// row below a claimed one was claimed before it. Read backwards from the newest row: as many rows as are still
+/// waiting for their first claim.
+pub(super) fn fresh_floor(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached(
+        "SELECT coalesce((SELECT id FROM events NOT INDEXED WHERE claim_seq > 0 ORDER BY id DESC LIMIT 1), 0)",
+    )?
+    .query_row([], |row| row.get(0))
+}
+
+/// Claim the next event: the fresh one with the lowest id above `floor` (a fresh event is due when it is queued),
+/// the oldest due retry, or the oldest expired lease, whichever has the earliest due time. A claimed event whose
+/// `claim` is 1 was fresh: the caller's floor may move up to its id.
+pub(super) fn claim(
+    conn: &Connection,
+    now_ms: i64,
+    lease_ms: i64,
+    floor: i64,
+) -> rusqlite::Result<Option<ClaimedEvent>> {
     // Oldest due first; an expired lease sorts by its original due time, so a crashed worker's event goes next.
-    // Each side is its own index walk that stops at the first row: one `WHERE … OR …` made SQLite collect and
-    // sort every due row on each claim, which slowed a backlog of 50,000 events to a crawl.
+    // Each side is its own walk that stops at the first row (the fresh side along the table from `floor`, the
+    // others along `events_due`): one `WHERE … OR …` made SQLite collect and sort every due row on each claim,
+    // which slowed a backlog of 50,000 events to a crawl. `claim_seq > 0` is spelled out: it lets SQLite use the
+    // partial index.
     conn.prepare_cached(
         "UPDATE events SET status = 'claimed', attempts = attempts + 1, claim_seq = claim_seq + 1,
              lease_until_ms = ?2
          WHERE id = (
              SELECT id FROM (
                  SELECT * FROM (
+                     SELECT id, available_at_ms FROM events NOT INDEXED
+                     WHERE id > ?3 AND claim_seq = 0
+                     ORDER BY id LIMIT 1)
+                 UNION ALL
+                 SELECT * FROM (
                      SELECT id, available_at_ms FROM events
-                     WHERE status = 'queued' AND available_at_ms <= ?1
+                     WHERE claim_seq > 0 AND status = 'queued' AND available_at_ms <= ?1
                      ORDER BY available_at_ms, id LIMIT 1)
                  UNION ALL
                  SELECT * FROM (
                      SELECT id, available_at_ms FROM events
-                     WHERE status = 'claimed' AND lease_until_ms <= ?1
+                     WHERE claim_seq > 0 AND status = 'claimed' AND lease_until_ms <= ?1
                      ORDER BY available_at_ms, id LIMIT 1))
              ORDER BY available_at_ms, id LIMIT 1)
          RETURNING id, connection, event_id, kind, payload, received_at_ms, attempts, lease_until_ms, claim_seq",
     )?
-    .query_row((now_ms, now_ms.saturating_add(lease_ms)), |row| {
+    .query_row((now_ms, now_ms.saturating_add(lease_ms), floor), |row| {
         Ok(ClaimedEvent {
             id: QueueId(row.get(0)?),
             connection: row.get(1)?,
