@@ -119,6 +119,11 @@ struct Run {
     round: usize,
     requests: usize,
     elapsed: Duration,
+    /// CPU time (user + system) the whole process used during the run: the server, the load generator and any
+    /// thread of its own (weft's writer and checkpointer).
+    cpu: Duration,
+    /// CPU clock ticks per thread name during the run (`/proc/self/task`), largest first when reported.
+    threads: Vec<(u64, String)>,
     /// Per-request latency, sorted.
     latencies: Vec<Duration>,
     /// Rows in the events table after the run, and how many there should be (weft only).
@@ -240,6 +245,7 @@ async fn measure(cfg: &Config, bare: SocketAddr, weft: SocketAddr, db: &Path) ->
     }
     expected_rows += cfg.warmup as u64;
     check_rows(db, expected_rows)?;
+    std::thread::sleep(CHECKPOINT_QUIET);
 
     let mut runs = Vec::new();
     for round in 1..=cfg.rounds {
@@ -248,15 +254,28 @@ async fn measure(cfg: &Config, bare: SocketAddr, weft: SocketAddr, db: &Path) ->
             // Unique ids in every run; the bare handler gets the same requests (ids included) as weft.
             let tag = format!("{k}_r{round}{}", if target == Target::Bare { "b" } else { "w" });
             let requests = build_requests(cfg.client, addr, &tag, cfg.requests, None);
+            let (cpu_before, threads_before) = (process_cpu(), thread_cpu());
             let (elapsed, mut latencies) = load(addr, target, requests, cfg.concurrency, client).await?;
+            let cpu = process_cpu().saturating_sub(cpu_before);
+            let threads = thread_cpu()
+                .into_iter()
+                .map(|(name, ticks)| (ticks.saturating_sub(threads_before.get(&name).copied().unwrap_or(0)), name))
+                .filter(|(ticks, _)| *ticks > 0)
+                .collect();
             latencies.sort_unstable();
             let rows = if target == Target::Weft {
                 expected_rows += cfg.requests as u64;
-                Some((check_rows(db, expected_rows)?, expected_rows))
+                let rows = check_rows(db, expected_rows)?;
+                // weft's checkpointer copies the run's WAL into the database for a while after it: let it finish
+                // before the next timed run. Until 2026-11-27 it went on during the bare handler's next run, which
+                // it slowed (and weft's own run started with less left to copy): the ratio flattered weft by ~4
+                // points (benches/INGEST_RESULTS.md).
+                std::thread::sleep(CHECKPOINT_QUIET);
+                Some((rows, expected_rows))
             } else {
                 None
             };
-            runs.push(Run { target, round, requests: cfg.requests, elapsed, latencies, rows });
+            runs.push(Run { target, round, requests: cfg.requests, elapsed, cpu, threads, latencies, rows });
         }
     }
     Ok(runs)
@@ -520,6 +539,9 @@ fn serve(rt: &Runtime, app: Router) -> SocketAddr {
 }
 
 /// Rows in the events table, read through a connection of its own (what is on disk, not what weft says).
+/// Two of weft's checkpoint intervals (500 ms): long enough for its checkpointer to copy a run's WAL.
+const CHECKPOINT_QUIET: Duration = Duration::from_millis(1_100);
+
 fn count_rows(db: &Path) -> Result<u64, String> {
     let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("open {}: {e}", db.display()))?;
@@ -556,6 +578,35 @@ fn project() -> PathBuf {
     dir
 }
 
+/// CPU time this process has used so far, all threads.
+fn process_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage fills the whole `rusage` it is given a pointer to; RUSAGE_SELF is always valid, and on
+    // the impossible failure the zeroed value is still a valid `rusage`.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
+/// CPU clock ticks (user + system) used so far by this process's threads, summed per thread name.
+fn thread_cpu() -> std::collections::HashMap<String, u64> {
+    let mut ticks = std::collections::HashMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return ticks };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else { continue };
+        // `pid (name) state ppid …`: the name may hold spaces, so split after its closing parenthesis; utime and
+        // stime are the 12th and 13th fields after it.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let used: u64 = fields.get(11..13).into_iter().flatten().filter_map(|f| f.parse::<u64>().ok()).sum();
+        *ticks.entry(stat[open + 1..close].to_string()).or_insert(0) += used;
+    }
+    ticks
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -573,17 +624,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// A markdown table of every run, then per-target medians, the ratio and the verdicts.
 fn report(runs: &[Run]) {
     println!();
-    println!("| round | target | requests | wall s | req/s | p50 ms | p99 ms | max ms | queue rows after (expected) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| round | target | requests | wall s | req/s | CPU µs/req | cores busy | p50 ms | p99 ms | max ms | queue rows after (expected) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for r in runs {
         let rows = r.rows.map_or_else(|| "-".to_string(), |(n, e)| format!("{n} ({e})"));
         println!(
-            "| {} | {} | {} | {:.3} | {:.0} | {:.2} | {:.2} | {:.2} | {rows} |",
+            "| {} | {} | {} | {:.3} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} | {:.2} | {rows} |",
             r.round,
             r.target.name(),
             r.requests,
             r.elapsed.as_secs_f64(),
             r.rps(),
+            r.cpu.as_secs_f64() * 1e6 / r.requests as f64,
+            r.cpu.as_secs_f64() / r.elapsed.as_secs_f64(),
             ms(r.quantile(0.50)),
             ms(r.quantile(0.99)),
             ms(r.max())
@@ -603,6 +658,26 @@ fn report(runs: &[Run]) {
             of(t).map(|r| ms(r.quantile(0.99))).fold(0.0, f64::max),
             of(t).map(|r| ms(r.max())).fold(0.0, f64::max)
         );
+    }
+    // Where the CPU went, per thread name, over all of a target's runs (clock ticks: a coarse split).
+    // SAFETY: sysconf only reads a configuration value.
+    let tick_us = 1e6 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    println!();
+    for t in [Target::Bare, Target::Weft] {
+        let mut by_thread = std::collections::BTreeMap::<&str, u64>::new();
+        for run in of(t) {
+            for (ticks, name) in &run.threads {
+                *by_thread.entry(name.as_str()).or_insert(0) += ticks;
+            }
+        }
+        let requests: usize = of(t).map(|r| r.requests).sum();
+        let mut shares: Vec<(u64, &str)> = by_thread.into_iter().map(|(name, ticks)| (ticks, name)).collect();
+        shares.sort_unstable_by(|a, b| b.cmp(a));
+        let shares: Vec<String> = shares
+            .iter()
+            .map(|(ticks, name)| format!("{name} {:.1}", *ticks as f64 * tick_us / requests.max(1) as f64))
+            .collect();
+        println!("{} CPU µs per request by thread: {}", t.name(), shares.join(", "));
     }
     let ratio = median(of(Target::Weft).map(Run::rps).collect()) / median(of(Target::Bare).map(Run::rps).collect());
     // Each weft run against the bare run just before it, in the same round.
