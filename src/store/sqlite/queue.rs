@@ -50,7 +50,7 @@ pub(super) fn enqueue_all(conn: &Connection, events: &[NewEvent]) -> rusqlite::R
     let before: i64 =
         conn.prepare_cached("SELECT coalesce(max(id), 0) FROM events")?.query_row([], |row| row.get(0))?;
     let mut rest = events;
-    let mut added = 0;
+    let mut inserted = 0;
     while !rest.is_empty() {
         let rows = CHUNKS.into_iter().find(|&rows| rows <= rest.len()).unwrap_or(1);
         let (chunk, tail) = rest.split_at(rows);
@@ -63,13 +63,13 @@ pub(super) fn enqueue_all(conn: &Connection, events: &[NewEvent]) -> rusqlite::R
             insert.raw_bind_parameter(at + 4, event.payload.as_str())?;
             insert.raw_bind_parameter(at + 5, event.received_at_ms)?;
         }
-        added += insert.raw_execute()?;
+        inserted += insert.raw_execute()?;
         rest = tail;
     }
     // Every event new and the new ids one run above the old largest: the rows were added in the order given
     // (a multi-row VALUES inserts its rows in order), so they are the events' ids in that order. No read-back.
     let last = conn.last_insert_rowid();
-    if added == events.len() && usize::try_from(last - before).is_ok_and(|n| n == added) {
+    if inserted == events.len() && usize::try_from(last - before).is_ok_and(|n| n == inserted) {
         return Ok((before + 1..=last).map(|id| Enqueued::New(QueueId(id))).collect());
     }
     // AUTOINCREMENT: a new row's id is larger than any id the table ever had. In id order, which is the order
