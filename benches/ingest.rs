@@ -14,7 +14,9 @@
 //!   more than a write and a read per request. `WEFT_INGEST_CLIENT=reqwest` uses reqwest instead (a pool of
 //!   the same number of keep-alive connections), which spends several times more CPU per request on the same
 //!   cores that serve it, and so flatters the slower target.
-//! - rounds are interleaved (bare, weft, bare, weft, ...) after one untimed warm-up of each.
+//! - rounds are interleaved (bare, weft, bare, weft, ...) after one untimed warm-up of each; after each weft
+//!   run a 1.1 s pause lets weft's checkpointer copy that run's WAL, so that it does not run on into the bare
+//!   handler's next run. Each run reports the process's CPU per request and by thread.
 //! - the global allocator is mimalloc, as in the `weft` binary.
 //!
 //! Run without `--bench` (as `cargo test --all-targets` does) it is a smoke test: a few hundred requests, the
@@ -60,6 +62,8 @@ struct Config {
     client: ClientKind,
     /// The whole run (warm-up and all rounds) is abandoned past this.
     deadline: Duration,
+    /// The pause after each weft run for weft's checkpointer to copy the run's WAL (none in the smoke test).
+    quiet: Duration,
 }
 
 impl Config {
@@ -82,6 +86,8 @@ impl Config {
                 server_threads: var("WEFT_INGEST_SERVER_THREADS", 2),
                 client,
                 deadline: Duration::from_secs(300),
+                // Two of weft's checkpoint intervals (500 ms).
+                quiet: Duration::from_millis(1_100),
             }
         } else {
             Config {
@@ -93,6 +99,7 @@ impl Config {
                 server_threads: 2,
                 client,
                 deadline: Duration::from_secs(60),
+                quiet: Duration::ZERO,
             }
         }
     }
@@ -245,7 +252,7 @@ async fn measure(cfg: &Config, bare: SocketAddr, weft: SocketAddr, db: &Path) ->
     }
     expected_rows += cfg.warmup as u64;
     check_rows(db, expected_rows)?;
-    std::thread::sleep(CHECKPOINT_QUIET);
+    std::thread::sleep(cfg.quiet);
 
     let mut runs = Vec::new();
     for round in 1..=cfg.rounds {
@@ -270,7 +277,7 @@ async fn measure(cfg: &Config, bare: SocketAddr, weft: SocketAddr, db: &Path) ->
                 // before the next timed run. Until 2026-11-27 it went on during the bare handler's next run, which
                 // it slowed (and weft's own run started with less left to copy): the ratio flattered weft by ~4
                 // points (benches/INGEST_RESULTS.md).
-                std::thread::sleep(CHECKPOINT_QUIET);
+                std::thread::sleep(cfg.quiet);
                 Some((rows, expected_rows))
             } else {
                 None
@@ -539,9 +546,6 @@ fn serve(rt: &Runtime, app: Router) -> SocketAddr {
 }
 
 /// Rows in the events table, read through a connection of its own (what is on disk, not what weft says).
-/// Two of weft's checkpoint intervals (500 ms): long enough for its checkpointer to copy a run's WAL.
-const CHECKPOINT_QUIET: Duration = Duration::from_millis(1_100);
-
 fn count_rows(db: &Path) -> Result<u64, String> {
     let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("open {}: {e}", db.display()))?;
