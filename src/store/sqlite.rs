@@ -8,6 +8,7 @@
 
 mod queue;
 mod schema;
+mod walbuf;
 
 use super::{
     AfterFailure, ClaimedEvent, EffectKey, Enqueued, EventFilter, FinishedRun, NewEvent, NewRun, QueueId, QueuedEvent,
@@ -46,7 +47,7 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
         configure_sqlite();
         prepare_file(path).map_err(|cause| StoreError::Io { path: path.to_owned(), cause })?;
-        let conn = Connection::open(path).map_err(|e| sql_error(path, "open the file", e))?;
+        let conn = open_file(path).map_err(|e| sql_error(path, "open the file", e))?;
         SqliteStore::configure(conn, path.to_owned(), true)
     }
 
@@ -447,6 +448,16 @@ pub(super) fn sql_error(path: &Path, action: &'static str, cause: rusqlite::Erro
 }
 
 /// WAL is what lets readers and one writer work at once, across processes.
+/// A connection to the file at `path` through the WAL-buffer VFS (src/store/sqlite/walbuf.rs), or the default
+/// VFS should SQLite refuse to register it (the same file either way, only written with more system calls).
+fn open_file(path: &Path) -> rusqlite::Result<Connection> {
+    if walbuf::register().is_ok() {
+        Connection::open_with_flags_and_vfs(path, rusqlite::OpenFlags::default(), walbuf::VFS)
+    } else {
+        Connection::open(path)
+    }
+}
+
 fn switch_to_wal(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let deadline = Instant::now() + BUSY_TIMEOUT;
     loop {
@@ -564,7 +575,7 @@ struct Checkpointer {
 
 impl Checkpointer {
     fn start(path: &Path) -> Result<Checkpointer, StoreError> {
-        let conn = Connection::open(path).map_err(|e| sql_error(path, "open the checkpointer's connection", e))?;
+        let conn = open_file(path).map_err(|e| sql_error(path, "open the checkpointer's connection", e))?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| sql_error(path, "set the busy timeout", e))?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
