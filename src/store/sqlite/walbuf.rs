@@ -27,8 +27,9 @@ use std::sync::OnceLock;
 /// The name connections open with ([`register`] first).
 pub(super) const VFS: &CStr = c"weft-wal-buffer";
 
-/// Pending bytes beyond which a WAL file writes them out without waiting for the commit (a big transaction).
-const MAX_PENDING: usize = 1 << 20;
+/// Pending bytes beyond which a WAL file writes them out without waiting for the commit (a big transaction): a
+/// webhook group's commit fits (~12 frames), and a file's buffer never grows past this and one page.
+const MAX_PENDING: usize = 128 * 1024;
 
 /// The most one write to the default VFS may carry: the unix VFS writes `n & 0x1ffff` bytes of an `n`-byte
 /// write (it never gets more from SQLite itself) and reports the rest as a full disk.
