@@ -87,20 +87,29 @@ fn sighup_reloads_sigterm_stops_cleanly_and_a_missed_schedule_runs_once_on_start
 
     let mut serve = Serve::start(&dir);
     // A refused delivery is logged as a warning with its reason, never with its body.
-    let mut http = std::net::TcpStream::connect(("127.0.0.1", serve.port)).unwrap();
-    let body = r#"{"email":"private-customer@example.com"}"#;
-    let request = format!(
-        "POST /hooks/nowhere HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    std::io::Write::write_all(&mut http, request.as_bytes()).unwrap();
-    let mut answer = String::new();
-    http.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    let refused = || {
+        let mut http = std::net::TcpStream::connect(("127.0.0.1", serve.port)).unwrap();
+        let body = r#"{"email":"private-customer@example.com"}"#;
+        let request = format!(
+            "POST /hooks/nowhere HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        std::io::Write::write_all(&mut http, request.as_bytes()).unwrap();
+        let mut answer = String::new();
+        http.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    };
+    refused();
     let log = serve.wait_for_log("404 for a delivery to /hooks/nowhere", Duration::from_secs(10));
     assert!(log.contains(" WARN 404 for a delivery"), "{log}");
     assert!(!log.contains("private-customer"), "{log}");
     assert!(log.contains(" INFO listening on"), "{log}");
+    // A flood of them is not a flood of lines: 20 within 10 s, then one line saying the rest are only counted.
+    for _ in 0..40 {
+        refused();
+    }
+    let log = serve.wait_for_log("not logged one by one", Duration::from_secs(10));
+    assert_eq!(log.matches("404 for a delivery").count(), 20, "{log}");
 
     serve.signal("HUP");
     serve.wait_for_log("reloaded after SIGHUP: 1 flow(s) served", Duration::from_secs(10));

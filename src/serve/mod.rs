@@ -10,6 +10,7 @@
 mod lookup;
 pub mod metrics;
 mod poll;
+mod refusals;
 mod schedule;
 pub mod signature;
 
@@ -56,6 +57,8 @@ pub struct Service {
     paths: Vec<PathBuf>,
     queue_retry: QueueRetry,
     pub metrics: Metrics,
+    /// Keeps a flood of refused deliveries from flooding the log.
+    refusals: refusals::RefusalLog,
     wake: tokio::sync::Notify,
     /// Wakes the scheduler and the poller after a reload, so new times and intervals apply at once.
     reloaded: tokio::sync::Notify,
@@ -145,6 +148,7 @@ impl Service {
             paths: flows.to_vec(),
             queue_retry: QueueRetry::default(),
             metrics,
+            refusals: refusals::RefusalLog::new(Instant::now()),
             wake: tokio::sync::Notify::new(),
             reloaded: tokio::sync::Notify::new(),
             writer: std::sync::OnceLock::new(),
@@ -325,7 +329,24 @@ impl Service {
         // Logged with why, never with the body (it may hold a customer's details).
         let reject = |status: StatusCode, msg: String| {
             self.metrics.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!("{} for a delivery to /hooks/{connection}: {msg}", status.as_u16());
+            match self.refusals.admit(Instant::now()) {
+                refusals::Admit::Log { unlogged } => {
+                    if unlogged > 0 {
+                        tracing::warn!(
+                            "{unlogged} more deliveries were refused in the {} s before and not logged",
+                            refusals::WINDOW.as_secs()
+                        );
+                    }
+                    tracing::warn!("{} for a delivery to /hooks/{connection}: {msg}", status.as_u16());
+                }
+                refusals::Admit::Quiet { first: true } => tracing::warn!(
+                    "more than {} deliveries refused within {} s: the rest of this time are counted in \
+                     weft_events_rejected_total, not logged one by one",
+                    refusals::LINES,
+                    refusals::WINDOW.as_secs()
+                ),
+                refusals::Admit::Quiet { first: false } => {}
+            }
             Err((status, msg))
         };
         let flows = self.current();
