@@ -116,8 +116,8 @@ unsafe extern "C" fn open(
     flags: c_int,
     out_flags: *mut c_int,
 ) -> c_int {
-    // SAFETY: SQLite hands `open` a zeroed block of our `szOsFile` bytes at `file`, aligned for any file
-    // object; the default VFS's file object goes right after our header (its size is a multiple of 8).
+    // SAFETY: SQLite hands `open` a block of our `szOsFile` bytes at `file`, 8-byte aligned; `File` is four
+    // pointers, so the default VFS's file object right after it is aligned too. Every field is set before use.
     unsafe {
         let real_vfs: *mut ffi::sqlite3_vfs = (*vfs).pAppData.cast();
         let this = file.cast::<File>();
@@ -136,7 +136,7 @@ unsafe extern "C" fn open(
         if flags & ffi::SQLITE_OPEN_WAL != 0 && !name.is_null() {
             (*this).pending = Box::into_raw(Box::new(Pending {
                 start: 0,
-                data: Vec::with_capacity(64 * 1024),
+                data: Vec::with_capacity(MAX_PENDING),
                 commit_header: false,
             }));
             // The database file this WAL belongs to, if it was opened through this VFS too.
