@@ -381,6 +381,15 @@ mod tests {
     use rusqlite::{Connection, OpenFlags};
     use std::path::Path;
 
+    const TABLE: &str = "CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v BLOB)";
+
+    /// The same table in memory: what the file must hold after the same commits.
+    fn in_memory() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(TABLE).unwrap();
+        conn
+    }
+
     /// A connection through this VFS in WAL mode, as the store opens its file. `cache_pages` small makes big
     /// transactions spill pages into the WAL before their commit (and rewrite them: the checksum path).
     fn buffered(path: &Path, cache_pages: i64) -> Connection {
@@ -390,7 +399,7 @@ mod tests {
         conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
         conn.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
         conn.pragma_update(None, "cache_size", cache_pages).unwrap();
-        conn.execute_batch("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v BLOB)").unwrap();
+        conn.execute_batch(TABLE).unwrap();
         conn
     }
 
@@ -414,11 +423,15 @@ mod tests {
     fn contents(path: &Path) -> (i64, i64) {
         let plain = Connection::open(path).unwrap();
         assert_eq!(plain.query_row("PRAGMA integrity_check", [], |row| row.get::<_, String>(0)).unwrap(), "ok");
-        plain
-            .query_row("SELECT count(*), coalesce(sum(length(v) * 7 + unicode(k) + id), 0) FROM t", [], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .unwrap()
+        digest(&plain)
+    }
+
+    /// The rows of `t` and a digest of their contents.
+    fn digest(conn: &Connection) -> (i64, i64) {
+        conn.query_row("SELECT count(*), coalesce(sum(length(v) * 7 + unicode(k) + id), 0) FROM t", [], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .unwrap()
     }
 
     #[test]
@@ -426,17 +439,11 @@ mod tests {
         let dir = tempfile_dir("visible");
         let path = dir.join("t.db");
         let mut conn = buffered(&path, 20);
-        let mut mirror = Connection::open_in_memory().unwrap();
-        mirror.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v BLOB)").unwrap();
+        let mut mirror = in_memory();
         for n in 0..60 {
             commit(&mut conn, n);
             commit(&mut mirror, n);
-            let want: (i64, i64) = mirror
-                .query_row("SELECT count(*), coalesce(sum(length(v) * 7 + unicode(k) + id), 0) FROM t", [], |row| {
-                    Ok((row.get(0)?, row.get(1)?))
-                })
-                .unwrap();
-            assert_eq!(contents(&path), want, "after commit {n}");
+            assert_eq!(contents(&path), digest(&mirror), "after commit {n}");
         }
     }
 
@@ -475,17 +482,11 @@ mod tests {
         );
         assert!(!out.status.success(), "the child was meant to abort");
         assert!(dir.join("t.db-wal").exists(), "the child's WAL is left for recovery");
-        let mut mirror = Connection::open_in_memory().unwrap();
-        mirror.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v BLOB)").unwrap();
+        let mut mirror = in_memory();
         for n in 0..CRASH_COMMITS {
             commit(&mut mirror, n);
         }
-        let want: (i64, i64) = mirror
-            .query_row("SELECT count(*), coalesce(sum(length(v) * 7 + unicode(k) + id), 0) FROM t", [], |row| {
-                Ok((row.get(0)?, row.get(1)?))
-            })
-            .unwrap();
-        assert_eq!(contents(&path), want);
+        assert_eq!(contents(&path), digest(&mirror));
     }
 
     fn tempfile_dir(name: &str) -> std::path::PathBuf {
