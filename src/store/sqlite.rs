@@ -447,7 +447,6 @@ pub(super) fn sql_error(path: &Path, action: &'static str, cause: rusqlite::Erro
     }
 }
 
-/// WAL is what lets readers and one writer work at once, across processes.
 /// A connection to the file at `path` through the WAL-buffer VFS (src/store/sqlite/walbuf.rs), or the default
 /// VFS should SQLite refuse to register it (the same file either way, only written with more system calls).
 fn open_file(path: &Path) -> rusqlite::Result<Connection> {
@@ -458,6 +457,7 @@ fn open_file(path: &Path) -> rusqlite::Result<Connection> {
     }
 }
 
+/// WAL is what lets readers and one writer work at once, across processes.
 fn switch_to_wal(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let deadline = Instant::now() + BUSY_TIMEOUT;
     loop {
