@@ -33,7 +33,9 @@ pub fn run(paths: &[PathBuf]) -> i32 {
         if p.is_file() {
             cases.push(p.clone());
         } else if p.is_dir() {
-            collect(p, false, &mut cases);
+            // A `tests/` folder given directly holds cases too (`weft test flows/wizehire/tests`).
+            let is_tests = p.file_name().is_some_and(|n| n == "tests");
+            collect(p, is_tests, &mut cases);
         } else {
             eprintln!("error: `{}` does not exist", p.display());
             return EXIT_USAGE;
