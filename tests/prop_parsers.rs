@@ -24,7 +24,7 @@ steps:
     set: { tag: $.item, at: "${{ index }}", literal: { literal: "$.x" } }
   - id: relay
     call: http.relay.post
-    body: { id: { from: $.steps.get.contact.id, default: none }, when: "${{ event.id }}" }
+    body: { id: { from: $.steps.get.contact.id, default: none }, phone: { from: $.steps.get.contact.phone, optional: true }, when: "${{ event.id }}" }
     on_error: continue
 "#,
 ];

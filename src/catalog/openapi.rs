@@ -131,7 +131,7 @@ pub fn operations(connector: &str, api: &str, doc: Arc<Value>) -> Result<Vec<Ope
                     name: name.to_string(),
                     location,
                     required: location == ParamIn::Path || p.get("required").and_then(Value::as_bool).unwrap_or(false),
-                    schema: p.get("schema").cloned().unwrap_or(Value::Null),
+                    schema: param_schema(p),
                 };
                 params.retain(|q| !(q.name == param.name && q.location == param.location));
                 params.push(param);
@@ -186,4 +186,14 @@ pub fn operations(connector: &str, api: &str, doc: Arc<Value>) -> Result<Vec<Ope
         op.addressable = !shared && !op.id.contains(char::is_whitespace);
     }
     Ok(ops)
+}
+
+/// A parameter's schema, carrying the parameter's own `description` when the schema has none (OpenAPI puts
+/// it beside the schema): the validator quotes it in its help.
+fn param_schema(param: &Value) -> Value {
+    let mut schema = param.get("schema").cloned().unwrap_or(Value::Null);
+    if let (Value::Object(map), Some(text)) = (&mut schema, param.get("description").and_then(Value::as_str)) {
+        map.entry("description").or_insert_with(|| Value::String(text.to_string()));
+    }
+    schema
 }

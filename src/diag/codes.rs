@@ -98,10 +98,16 @@ codes! {
         "Change the literal to the type the operation's schema gives.";
     FLOW_REQUEST_NO_BODY = "flow::request::no_body", "The operation takes no request body.",
         "Remove `body:` or call an operation that accepts one.";
+    FLOW_REQUEST_REQUIRED_OPTIONAL = "flow::request::required_optional", "A field the operation requires is marked `optional: true`.",
+        "Give it a `default:` so it is always sent, or guard the step with `when:` so it runs only when the value exists.";
     FLOW_PATH_SYNTAX = "flow::path::syntax", "A JSONPath does not parse.",
         "Write an RFC 9535 JSONPath such as `$.trigger.id` or `$.steps.find.contact.id`.";
     FLOW_PATH_UNKNOWN_ROOT = "flow::path::unknown_root", "A JSONPath starts from an unknown root.",
         "Start from `$.trigger`, `$.steps`, `$.vars`, `$.connections`, `$.event` or, inside `for_each`, `$.item`.";
+    FLOW_VALUE_CANNOT_OMIT = "flow::value::cannot_omit", "`optional: true` on a value that has nothing to be left out of.",
+        "Only a key of a mapping (`body`, `query`, `headers`, `set`) or an item of a list can be left out; give a `default:` or guard the step with `when:`.";
+    FLOW_VALUE_FROM = "flow::value::from", "A `{ from: ... }` value has conflicting, mistyped or misspelt keys.",
+        "Write `{ from: $.path, default: VALUE }` to send a fallback, or `{ from: $.path, optional: true }` to leave the field out.";
     FLOW_REF_UNKNOWN_STEP = "flow::ref::unknown_step", "A reference names a step that does not exist.",
         "Refer to the id of an earlier step.";
     FLOW_REF_LATER_STEP = "flow::ref::later_step", "A reference names a step that has not run yet.",
@@ -129,7 +135,7 @@ codes! {
         "Use a scope from the connector's scope table (GHL: Scopes.md).";
     // Running.
     RUN_PATH_NO_MATCH = "run::path::no_match", "A JSONPath matched nothing (or several values) where one value is needed.",
-        "Guard the step with `when:`, or give a fallback: `{ from: $.path, default: value }`.";
+        "Guard the step with `when:`, give a fallback: `{ from: $.path, default: value }`, or leave the field out: `{ from: $.path, optional: true }`.";
     RUN_TEMPLATE = "run::template::render", "A template failed while rendering.",
         "Check the fields it reads exist in this event; use `| default(...)` or `is defined` for optional ones.";
     RUN_REQUEST = "run::request::render", "A request could not be built from the mapped values.",

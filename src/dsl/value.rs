@@ -3,8 +3,9 @@
 //! The rule is textual and small on purpose, so that a reader of the YAML can tell without running
 //! anything: a string that is `$` or starts with `$.` / `$[` is a JSONPath over the run context; a string
 //! holding `${{` is a template; `{ literal: ... }` is always a literal; `{ from: PATH, default: VALUE }` is a
-//! path with a fallback; every other scalar is a literal; mappings and lists map element by element. A string
-//! with only `${% %}` blocks is a template too.
+//! path with a fallback and `{ from: PATH, optional: true }` a path whose value is left out of its mapping or
+//! list when it matches nothing; every other scalar is a literal; mappings and lists map element by element.
+//! A string with only `${% %}` blocks is a template too.
 
 use super::yaml::{Kind, Node};
 
@@ -14,13 +15,18 @@ pub const ROOTS: &[&str] = &["trigger", "steps", "vars", "connections", "event",
 /// Template delimiters. `${{ }}` cannot clash with YAML flow mappings or with text that merely has braces.
 pub const TEMPLATE_START: &str = "${{";
 
+/// The keys of a `{ from: ... }` value.
+pub const FROM_KEYS: &[&str] = &["from", "default", "optional"];
+
 /// How a single value node is to be read.
 #[derive(Debug, PartialEq)]
 pub enum ValueKind<'a> {
     /// A JSONPath (the string, whole).
     Path(&'a str),
-    /// A path with a fallback: `{ from: $.x, default: 0 }`.
-    PathWithDefault { path: &'a Node, default: Option<&'a Node> },
+    /// A `{ from: $.x }` value: a path with a fallback (`default: 0`), or one that is left out of its mapping
+    /// or list when it matches nothing (`optional: true`). The nodes are as written: the validator checks
+    /// that `optional` is a boolean and does not come with `default`.
+    From { path: &'a Node, default: Option<&'a Node>, optional: Option<&'a Node> },
     /// A `${{ }}` template.
     Template(&'a str),
     /// A literal scalar, or `{ literal: ... }` (the inner node).
@@ -29,6 +35,11 @@ pub enum ValueKind<'a> {
     Map,
     /// A list whose elements map one by one.
     List,
+}
+
+/// `optional: true` as written: only the YAML boolean `true` leaves a value out.
+pub fn is_optional(optional: Option<&Node>) -> bool {
+    optional.is_some_and(|n| n.kind == Kind::Bool(true))
 }
 
 pub fn is_path(s: &str) -> bool {
@@ -48,12 +59,12 @@ pub fn classify(node: &Node) -> ValueKind<'_> {
                 return ValueKind::Literal(&entries[0].value);
             }
             let from = entries.iter().find(|e| e.key == "from");
-            let only_known = entries.iter().all(|e| e.key == "from" || e.key == "default");
+            let only_known = entries.iter().all(|e| FROM_KEYS.contains(&e.key.as_str()));
+            let get = |key: &str| entries.iter().find(|e| e.key == key).map(|e| &e.value);
             match from {
-                Some(f) if only_known => ValueKind::PathWithDefault {
-                    path: &f.value,
-                    default: entries.iter().find(|e| e.key == "default").map(|e| &e.value),
-                },
+                Some(f) if only_known => {
+                    ValueKind::From { path: &f.value, default: get("default"), optional: get("optional") }
+                }
                 _ => ValueKind::Map,
             }
         }
@@ -164,13 +175,18 @@ mod tests {
     fn classifies() {
         let f = crate::source::SourceFile::new(
             "t",
-            "a: $.x\nb: 'hi ${{ x }}'\nc: {literal: $.y}\nd: {from: $.z, default: 1}\ne: 3\n",
+            "a: $.x\nb: 'hi ${{ x }}'\nc: {literal: $.y}\nd: {from: $.z, default: 1}\ne: 3\nf: {from: $.z, optional: true}\ng: {from: $.z, optinal: true}\n",
         );
         let root = crate::dsl::yaml::parse(&f).unwrap().unwrap();
         assert_eq!(classify(root.get("a").unwrap()), ValueKind::Path("$.x"));
         assert!(matches!(classify(root.get("b").unwrap()), ValueKind::Template(_)));
         assert!(matches!(classify(root.get("c").unwrap()), ValueKind::Literal(n) if n.as_str() == Some("$.y")));
-        assert!(matches!(classify(root.get("d").unwrap()), ValueKind::PathWithDefault { default: Some(_), .. }));
+        assert!(matches!(classify(root.get("d").unwrap()), ValueKind::From { default: Some(_), optional: None, .. }));
         assert!(matches!(classify(root.get("e").unwrap()), ValueKind::Literal(_)));
+        assert!(
+            matches!(classify(root.get("f").unwrap()), ValueKind::From { default: None, optional, .. } if is_optional(optional))
+        );
+        // A misspelt key makes a plain mapping; the validator says which key was meant.
+        assert_eq!(classify(root.get("g").unwrap()), ValueKind::Map);
     }
 }

@@ -9,7 +9,7 @@ use crate::diag::{codes, Diagnostic};
 use crate::dsl::flow::{Flow, OnError};
 use crate::dsl::load;
 use crate::dsl::yaml::Node;
-use crate::mapping::{compile, compile_path, Mapping, PathRef, Templates};
+use crate::mapping::{compile, compile_path, Fallback, Mapping, PathRef, Templates};
 use crate::source::{SourceFile, Span};
 use crate::validate::{validate_flow, ProjectContext};
 
@@ -158,7 +158,7 @@ pub fn compile_flow(file: &SourceFile, ctx: &ProjectContext) -> Result<Plan, Vec
         let span = node.get("id").map_or(node.span, |n| n.span);
         let when = node.get("when").map(|n| compile(n, &mut templates)).transpose().map_err(fail)?;
         let for_each = match node.get("for_each") {
-            Some(n) => Some(compile_path(n.as_str().unwrap_or_default(), n.span, None).map_err(fail)?),
+            Some(n) => Some(compile_path(n.as_str().unwrap_or_default(), n.span, Fallback::None).map_err(fail)?),
             None => None,
         };
         let action = match (&step.call, node.get("set")) {

@@ -506,18 +506,22 @@ impl Runner {
             })?;
             path = path.replace(&format!("{{{name}}}"), &encode(&text));
         }
+        // Query parameters and headers are keys of a mapping: `{ from, optional: true }` leaves one out.
         let mut query = Vec::new();
         for (name, m) in &call.query {
-            match eval.eval(m).map_err(to_diag)? {
-                Value::Null => {}
-                Value::Array(items) => query.extend(items.iter().filter_map(scalar_text).map(|t| (name.clone(), t))),
-                other => query.push((name.clone(), scalar_text(&other).unwrap_or_else(|| other.to_string()))),
+            match eval.eval_field(m).map_err(to_diag)? {
+                None | Some(Value::Null) => {}
+                Some(Value::Array(items)) => {
+                    query.extend(items.iter().filter_map(scalar_text).map(|t| (name.clone(), t)))
+                }
+                Some(other) => query.push((name.clone(), scalar_text(&other).unwrap_or_else(|| other.to_string()))),
             }
         }
         let mut headers = Vec::new();
         for (name, m) in &call.headers {
-            let value = eval.eval(m).map_err(to_diag)?;
-            headers.push((name.clone(), scalar_text(&value).unwrap_or_else(|| value.to_string())));
+            if let Some(value) = eval.eval_field(m).map_err(to_diag)? {
+                headers.push((name.clone(), scalar_text(&value).unwrap_or_else(|| value.to_string())));
+            }
         }
         let body = call.body.as_ref().map(|m| eval.eval(m)).transpose().map_err(to_diag)?;
         Ok(RequestSpec {

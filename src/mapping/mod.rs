@@ -3,8 +3,12 @@
 //!
 //! Rules (the user-facing ones are in the README): a *singular* path (names and indexes only) yields one
 //! value, and matching nothing is an error at the value's span unless `{from:, default:}` gives a fallback; a
-//! path with wildcards, filters, slices or `..` yields the list of its matches. A template that is exactly one
-//! `${{ expression }}` keeps the expression's type (number, list, object); any other template renders text.
+//! path with wildcards, filters, slices or `..` yields the list of its matches. `{from:, optional: true}`
+//! yields the first match or nothing at all: the key is left out of its object, the item out of its array
+//! (a JSON `null` that is really in the data is a match, and is kept). Leaving a field out is not the same as
+//! sending `null`: an API that upserts (GHL contacts) clears a field it receives as `null`. A template that is
+//! exactly one `${{ expression }}` keeps the expression's type (number, list, object); any other template
+//! renders text.
 
 pub mod context;
 
@@ -17,7 +21,7 @@ use serde_json_path::JsonPath;
 pub use context::Context;
 
 use crate::diag::{codes, Code, Diagnostic};
-use crate::dsl::value::{classify, static_prefix, Segment, ValueKind};
+use crate::dsl::value::{classify, is_optional, static_prefix, Segment, ValueKind};
 use crate::dsl::yaml::{Kind, Node};
 use crate::source::{SourceFile, Span};
 
@@ -86,7 +90,18 @@ pub struct PathRef {
     root: Root,
     query: JsonPath,
     singular: bool,
-    default: Option<Value>,
+    fallback: Fallback,
+}
+
+/// What a path yields when it matches nothing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fallback {
+    /// A bare path: a singular one must match exactly one value, any other yields the list of its matches.
+    None,
+    /// `{ from, default }` (a `{ from }` alone falls back to `null`): the first match, else this value.
+    Value(Value),
+    /// `{ from, optional: true }`: the first match, else nothing — left out of the enclosing object or array.
+    Omit,
 }
 
 #[derive(Debug, Clone)]
@@ -163,10 +178,34 @@ impl MapError {
 /// returned as diagnostics, never panics.
 pub fn compile(node: &Node, templates: &mut Templates) -> Result<Mapping, Diagnostic> {
     Ok(match classify(node) {
-        ValueKind::Path(p) => Mapping::Path(compile_path(p, node.span, None)?),
-        ValueKind::PathWithDefault { path, default } => {
+        ValueKind::Path(p) => Mapping::Path(compile_path(p, node.span, Fallback::None)?),
+        ValueKind::From { path, default, optional } => {
             let source = path.as_str().unwrap_or_default();
-            Mapping::Path(compile_path(source, path.span, Some(default.map_or(Value::Null, Node::to_json)))?)
+            let fallback = match (default, optional) {
+                (Some(d), Some(o)) if is_optional(Some(o)) => {
+                    return Err(Diagnostic::error(
+                        codes::FLOW_VALUE_FROM,
+                        "`default:` and `optional: true` together: the value cannot be both sent and left out",
+                    )
+                    .label(o.span, "conflicts with `default:`")
+                    .label(d.span, "default here")
+                    .help(format!(
+                        "keep one: `{{ from: {source}, optional: true }}` leaves the field out when the path matches \
+                         nothing, `{{ from: {source}, default: ... }}` sends the default"
+                    )))
+                }
+                (_, Some(o)) if !matches!(o.kind, Kind::Bool(_)) => {
+                    return Err(Diagnostic::error(
+                        codes::FLOW_VALUE_FROM,
+                        format!("`optional` must be `true` or `false`, found {} {}", o.type_name(), o.to_json()),
+                    )
+                    .label(o.span, "not a boolean")
+                    .help("write `optional: true` to leave the field out when the path matches nothing"))
+                }
+                (_, o) if is_optional(o) => Fallback::Omit,
+                (d, _) => Fallback::Value(d.map_or(Value::Null, Node::to_json)),
+            };
+            Mapping::Path(compile_path(source, path.span, fallback)?)
         }
         ValueKind::Template(t) => {
             let (name, typed) = templates.add(t).map_err(|e| {
@@ -193,7 +232,7 @@ pub fn compile(node: &Node, templates: &mut Templates) -> Result<Mapping, Diagno
     })
 }
 
-pub fn compile_path(source: &str, span: Span, default: Option<Value>) -> Result<PathRef, Diagnostic> {
+pub fn compile_path(source: &str, span: Span, fallback: Fallback) -> Result<PathRef, Diagnostic> {
     let syntax = |e: serde_json_path::ParseError| {
         Diagnostic::error(codes::FLOW_PATH_SYNTAX, format!("invalid JSONPath `{source}`: {}", e.message()))
             .label(span, "here")
@@ -224,7 +263,7 @@ pub fn compile_path(source: &str, span: Span, default: Option<Value>) -> Result<
         Root::Whole => whole,
         _ => JsonPath::parse(&format!("${}", &source[consumed..])).map_err(syntax)?,
     };
-    Ok(PathRef { source: source.to_string(), span, root, query, singular, default })
+    Ok(PathRef { source: source.to_string(), span, root, query, singular, fallback })
 }
 
 impl PathRef {
@@ -249,12 +288,39 @@ impl PathRef {
         self.query.query(root).all().into_iter().cloned().collect()
     }
 
+    /// The path's value where it must have one: a path with `optional: true` that matches nothing is an error
+    /// here (the validator only allows `optional` inside a mapping or list, where [`PathRef::eval_field`] runs).
     pub fn eval(&self, ctx: &Context) -> Result<Value, MapError> {
+        self.eval_field(ctx)?.ok_or_else(|| MapError {
+            code: codes::RUN_PATH_NO_MATCH,
+            span: self.span,
+            message: format!(
+                "`{}` matched nothing, and this value has no mapping or list to be left out of",
+                self.source
+            ),
+            help: format!(
+                "give a fallback with `{{ from: {}, default: ... }}` or guard the step with `when:`",
+                self.source
+            ),
+        })
+    }
+
+    /// The path's value as a key of a mapping or an item of a list: `None` means "leave it out".
+    pub fn eval_field(&self, ctx: &Context) -> Result<Option<Value>, MapError> {
         let mut found = self.matches(ctx);
-        // `{from, default}` always yields one value: the first match, else the default.
-        if let Some(default) = &self.default {
-            return Ok(if found.is_empty() { default.clone() } else { found.swap_remove(0) });
+        match &self.fallback {
+            // `{from, default}` always yields one value: the first match, else the default.
+            Fallback::Value(default) => {
+                return Ok(Some(if found.is_empty() { default.clone() } else { found.swap_remove(0) }))
+            }
+            // `{from, optional}`: the first match, else nothing. A `null` in the data is a match.
+            Fallback::Omit => return Ok((!found.is_empty()).then(|| found.swap_remove(0))),
+            Fallback::None => {}
         }
+        self.eval_bare(found).map(Some)
+    }
+
+    fn eval_bare(&self, mut found: Vec<Value>) -> Result<Value, MapError> {
         if !self.singular {
             return Ok(Value::Array(found));
         }
@@ -264,7 +330,7 @@ impl PathRef {
                 code: codes::RUN_PATH_NO_MATCH,
                 span: self.span,
                 message: format!("`{}` matched nothing", self.source),
-                help: format!("the field is missing from this event or step output; give a fallback with `{{ from: {}, default: ... }}` or guard the step with `when:`", self.source),
+                help: format!("the field is missing from this event or step output; give a fallback with `{{ from: {0}, default: ... }}`, leave the field out with `{{ from: {0}, optional: true }}`, or guard the step with `when:`", self.source),
             }),
             n => Err(MapError {
                 code: codes::RUN_PATH_NO_MATCH,
@@ -331,13 +397,28 @@ impl<'a> Evaluator<'a> {
             Mapping::Object(fields) => {
                 let mut map = serde_json::Map::with_capacity(fields.len());
                 for (k, v) in fields {
-                    map.insert(k.clone(), self.eval(v)?);
+                    if let Some(value) = self.eval_field(v)? {
+                        map.insert(k.clone(), value);
+                    }
                 }
                 Ok(Value::Object(map))
             }
             Mapping::Array(items) => {
-                items.iter().map(|i| self.eval(i)).collect::<Result<Vec<_>, _>>().map(Value::Array)
+                let mut out = Vec::with_capacity(items.len());
+                for item in items {
+                    out.extend(self.eval_field(item)?);
+                }
+                Ok(Value::Array(out))
             }
+        }
+    }
+
+    /// A value as a key of a mapping or an item of a list (request query and headers too): `None` when a
+    /// `{ from, optional: true }` path matched nothing and the key or item is to be left out.
+    pub fn eval_field(&self, m: &Mapping) -> Result<Option<Value>, MapError> {
+        match m {
+            Mapping::Path(p) => p.eval_field(&self.ctx),
+            other => self.eval(other).map(Some),
         }
     }
 
@@ -424,6 +505,75 @@ mod tests {
         .unwrap();
         assert_eq!(v, serde_json::json!([2]));
         assert_eq!(eval("v: '${{ \"2024-06-01T00:00:35Z\" | unix }}'", ctx()).unwrap(), serde_json::json!(1717200035));
+    }
+
+    #[test]
+    fn optional_path_leaves_its_key_out_of_an_object() {
+        let v = eval("v: { email: $.trigger.email, phone: { from: $.trigger.phone, optional: true }, n: 1 }", ctx());
+        assert_eq!(v.unwrap(), serde_json::json!({"email": "a@example.com", "n": 1}));
+        // Nested objects too; the enclosing object stays, even when it ends up empty.
+        let v = eval("v: { contact: { phone: { from: $.trigger.phone, optional: true } } }", ctx()).unwrap();
+        assert_eq!(v, serde_json::json!({"contact": {}}));
+        // A matched value is sent.
+        let v = eval("v: { email: { from: $.trigger.email, optional: true } }", ctx()).unwrap();
+        assert_eq!(v, serde_json::json!({"email": "a@example.com"}));
+    }
+
+    #[test]
+    fn optional_path_leaves_its_item_out_of_an_array() {
+        let v = eval(
+            "v: [a, { from: $.trigger.phone, optional: true }, { from: '$.trigger.tags[1]', optional: true }]",
+            ctx(),
+        );
+        assert_eq!(v.unwrap(), serde_json::json!(["a", "y"]));
+        // A non-singular path yields its first match, like `{ from, default }`.
+        let v = eval(
+            "v: [{ from: '$.trigger.items[*].id', optional: true }, { from: '$.trigger.none[*]', optional: true }]",
+            ctx(),
+        );
+        assert_eq!(v.unwrap(), serde_json::json!([1]));
+    }
+
+    #[test]
+    fn optional_path_keeps_a_null_that_is_in_the_data() {
+        let mut c = ctx();
+        c.trigger = Arc::new(serde_json::json!({"phone": null, "nested": {"x": null}}));
+        let v = eval(
+            "v: { phone: { from: $.trigger.phone, optional: true }, x: { from: $.trigger.nested.x, optional: true } }",
+            c,
+        );
+        assert_eq!(v.unwrap(), serde_json::json!({"phone": null, "x": null}));
+    }
+
+    #[test]
+    fn optional_false_is_a_plain_from() {
+        let v = eval("v: { phone: { from: $.trigger.phone, optional: false } }", ctx()).unwrap();
+        assert_eq!(v, serde_json::json!({"phone": null}));
+    }
+
+    #[test]
+    fn optional_with_nothing_to_leave_it_out_of_is_an_error_not_a_panic() {
+        // The validator rejects this; a mapping file given to `weft map` is not validated, so evaluation says it.
+        let err = eval("v: { from: $.trigger.phone, optional: true }", ctx()).unwrap_err();
+        assert_eq!(err.code, codes::RUN_PATH_NO_MATCH);
+        assert!(err.message.contains("no mapping or list to be left out of"), "{}", err.message);
+        assert_eq!(eval("v: { from: $.trigger.email, optional: true }", ctx()).unwrap(), "a@example.com");
+    }
+
+    #[test]
+    fn default_and_optional_together_do_not_compile() {
+        let file = SourceFile::new("t.yaml", "v: { phone: { from: $.trigger.phone, default: null, optional: true } }");
+        let node = crate::dsl::yaml::parse(&file).unwrap().unwrap();
+        let err = compile(node.get("v").unwrap(), &mut Templates::new()).unwrap_err();
+        assert_eq!(err.code, codes::FLOW_VALUE_FROM);
+        assert!(err.help_text().contains("keep one"), "{}", err.help_text());
+        // `optional` takes a boolean only: `"true"` and `yes` are strings, not a quiet `false`.
+        for text in ["v: { from: $.x, optional: 'true' }", "v: { from: $.x, optional: yes }"] {
+            let file = SourceFile::new("t.yaml", text);
+            let node = crate::dsl::yaml::parse(&file).unwrap().unwrap();
+            let err = compile(node.get("v").unwrap(), &mut Templates::new()).unwrap_err();
+            assert_eq!(err.code, codes::FLOW_VALUE_FROM, "{text}");
+        }
     }
 
     #[test]

@@ -44,6 +44,20 @@ struct Scope<'s> {
     _p: std::marker::PhantomData<&'s ()>,
 }
 
+/// Where a value sits, which decides whether `{ from, optional: true }` may leave it out.
+#[derive(Clone, Copy)]
+enum Slot<'s> {
+    /// A key of a mapping (body fields, query parameters, headers, `set:` keys) or an item of a list.
+    Field,
+    /// Leaving these out has no meaning: each names itself in the error.
+    PathParam(&'s str),
+    When,
+    Var(&'s str),
+    Body,
+    Set,
+    Default,
+}
+
 struct Checker<'a> {
     root: &'a Node,
     flow: &'a Flow,
@@ -193,7 +207,7 @@ impl<'a> Checker<'a> {
             for key in ["query", "path"] {
                 let node = self.node(&format!("/trigger/poll/{key}"));
                 if node.span != self.node("/trigger/poll").span {
-                    self.value(node, scope);
+                    self.request_map(node, scope, key == "path");
                 }
             }
             for key in ["items", "id"] {
@@ -210,7 +224,7 @@ impl<'a> Checker<'a> {
         let scope = Scope { step: None, in_loop: false, in_vars: true, _p: Default::default() };
         for name in self.flow.vars.keys() {
             let node = self.node(&format!("/vars/{}", escape(name)));
-            self.value(node, scope);
+            self.value(node, scope, Slot::Var(name));
         }
     }
 
@@ -307,9 +321,27 @@ impl<'a> Checker<'a> {
         for key in ["path", "query", "headers", "body", "when", "set"] {
             if let (node, Some(entry)) = self.root.at_pointer(&format!("{base}/{key}")) {
                 if entry.key == key {
-                    self.value(node, inner);
+                    match key {
+                        "path" | "query" | "headers" => self.request_map(node, inner, key == "path"),
+                        "body" => self.value(node, inner, Slot::Body),
+                        "when" => self.value(node, inner, Slot::When),
+                        _ => self.value(node, inner, Slot::Set),
+                    }
                 }
             }
+        }
+    }
+
+    /// `path:`, `query:` or `headers:`: a mapping of names to values. A query parameter or header can be
+    /// left out of the request; a path parameter cannot be left out of the URL.
+    fn request_map(&mut self, node: &Node, scope: Scope, path_params: bool) {
+        let Some(entries) = node.as_map() else {
+            // Not a mapping: the shape check has reported it.
+            return;
+        };
+        for e in entries {
+            let slot = if path_params { Slot::PathParam(&e.key) } else { Slot::Field };
+            self.value(&e.value, scope, slot);
         }
     }
 

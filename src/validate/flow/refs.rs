@@ -1,12 +1,12 @@
 //! Values: JSONPaths, `${{ }}` templates and literals, and what they read: roots of the run context,
 //! earlier steps, declared vars and connections, and fields of the trigger event's payload schema.
 
-use super::{list, Checker, Scope};
+use super::{list, Checker, Scope, Slot};
 use crate::catalog::schema::{deref, Shape};
 use crate::catalog::EventDef;
-use crate::diag::{codes, suggest};
-use crate::dsl::value::{classify, static_segments, Segment, ValueKind, ROOTS};
-use crate::dsl::yaml::{Kind, Node};
+use crate::diag::{codes, suggest, Label};
+use crate::dsl::value::{classify, is_optional, is_path, static_segments, Segment, ValueKind, FROM_KEYS, ROOTS};
+use crate::dsl::yaml::{Entry, Kind, Node};
 use crate::source::Span;
 use crate::validate::secrets::looks_like_secret;
 
@@ -17,31 +17,140 @@ const TEMPLATE_GLOBALS: &[&str] = &["range", "dict", "namespace", "debug", "now"
 const CONNECTION_FIELDS: &[&str] = &["name", "connector", "location_id", "base_url"];
 
 impl<'a> Checker<'a> {
-    pub(super) fn value(&mut self, node: &Node, scope: Scope) {
+    /// A value and everything it reads. `slot` says where it sits: only a key of a mapping or an item of a
+    /// list can be left out by `{ from, optional: true }`.
+    pub(super) fn value(&mut self, node: &Node, scope: Scope, slot: Slot) {
         match classify(node) {
             ValueKind::Path(p) => self.path(p, node.span, scope),
-            ValueKind::PathWithDefault { path, default } => {
+            ValueKind::From { path, default, optional } => {
                 self.path_only(path, Some(scope), "`from`");
+                self.check_from_keys(node, path, default, optional, slot);
                 if let Some(d) = default {
-                    self.value(d, scope);
+                    self.value(d, scope, Slot::Default);
                 }
             }
             ValueKind::Template(t) => self.template(t, node.span, scope),
             ValueKind::Literal(lit) => self.literal(lit),
             ValueKind::Map => {
                 if let Kind::Map(entries) = &node.kind {
+                    self.misspelt_from(entries);
                     for e in entries {
-                        self.value(&e.value, scope);
+                        self.value(&e.value, scope, Slot::Field);
                     }
                 }
             }
             ValueKind::List => {
                 if let Kind::Seq(items) = &node.kind {
                     for item in items {
-                        self.value(item, scope);
+                        self.value(item, scope, Slot::Field);
                     }
                 }
             }
+        }
+    }
+
+    /// `{ from, default, optional }`: `optional` is a boolean, not given with `default`, and only where
+    /// there is a mapping or list to leave the value out of.
+    fn check_from_keys(
+        &mut self,
+        node: &Node,
+        path: &Node,
+        default: Option<&Node>,
+        optional: Option<&Node>,
+        slot: Slot,
+    ) {
+        let Some(optional) = optional else { return };
+        let from = path.as_str().unwrap_or("$.path");
+        // Point at `optional: true` as a whole: that is what has to change.
+        let at = node.entry("optional").map_or(optional.span, |e| e.key_span.join(e.value.span));
+        if !matches!(optional.kind, Kind::Bool(_)) {
+            self.sink
+                .error(
+                    codes::FLOW_VALUE_FROM,
+                    optional.span,
+                    format!(
+                        "`optional` must be `true` or `false`, found {} {}",
+                        optional.type_name(),
+                        optional.to_json()
+                    ),
+                    "not a boolean",
+                )
+                .help = Some(format!(
+                "write `{{ from: {from}, optional: true }}` to leave the field out when the path matches nothing"
+            ));
+            return;
+        }
+        if !is_optional(Some(optional)) {
+            return;
+        }
+        if let Some(d) = default {
+            let diag = self.sink.error(
+                codes::FLOW_VALUE_FROM,
+                at,
+                "`default:` and `optional: true` together: the value cannot be both sent and left out",
+                "conflicts with `default:`",
+            );
+            diag.labels.push(Label { span: d.span, text: "default here".into() });
+            diag.help = Some(format!(
+                "keep one: `{{ from: {from}, optional: true }}` leaves the field out when the path matches nothing; \
+                 `{{ from: {from}, default: {} }}` sends the default instead",
+                d.to_json()
+            ));
+            return;
+        }
+        let (message, help) = match slot {
+            Slot::Field => return,
+            Slot::PathParam(name) => (
+                format!("path parameter `{name}` cannot be left out: the URL needs a value for it"),
+                format!("give a fallback with `{{ from: {from}, default: ... }}`, or guard the step with `when: {from}` so it runs only when the value exists"),
+            ),
+            Slot::When => (
+                "`when:` cannot be `optional`: there is nothing to leave it out of".to_string(),
+                format!("a `when:` path that matches nothing is already false: write `when: {from}`"),
+            ),
+            Slot::Var(name) => (
+                format!("var `{name}` cannot be left out: a var always has a value"),
+                format!("give it a `default:`, or use `{{ from: {from}, optional: true }}` directly in the `body:`, `query:` or `set:` mapping that sends it"),
+            ),
+            Slot::Body => (
+                "the whole `body:` cannot be left out".to_string(),
+                format!("mark the fields inside it instead, e.g. `body: {{ field: {{ from: {from}.field, optional: true }} }}`, or guard the step with `when: {from}`"),
+            ),
+            Slot::Set => (
+                "the whole `set:` value cannot be left out: a step's output always has a value".to_string(),
+                format!("mark the keys inside it instead, e.g. `set: {{ field: {{ from: {from}.field, optional: true }} }}`, or guard the step with `when: {from}`"),
+            ),
+            Slot::Default => (
+                "a `default:` cannot be left out: it is what is sent when `from` matches nothing".to_string(),
+                "write the fallback as a literal, or drop `default:` and use `optional: true` on the outer `from`".to_string(),
+            ),
+        };
+        self.sink.error(codes::FLOW_VALUE_CANNOT_OMIT, at, message, "cannot be left out").help = Some(help);
+    }
+
+    /// A mapping with a JSONPath under `from:` and a near miss of `default` or `optional` is a `{ from }`
+    /// value with a typo. As written it would be sent as an object with a `from` key: say which key was meant.
+    fn misspelt_from(&mut self, entries: &[Entry]) {
+        let from_path = entries.iter().any(|e| e.key == "from" && e.value.as_str().is_some_and(is_path));
+        if !from_path {
+            return;
+        }
+        for e in entries.iter().filter(|e| !FROM_KEYS.contains(&e.key.as_str())) {
+            let Some(meant) = crate::diag::did_you_mean(&e.key, ["default", "optional"]).first().copied() else {
+                continue;
+            };
+            self.sink
+                .error(
+                    codes::FLOW_VALUE_FROM,
+                    e.key_span,
+                    format!("unknown key `{}` in a `{{ from: ... }}` value", e.key),
+                    "unknown key",
+                )
+                .help = Some(format!(
+                "did you mean `{meant}`? A `{{ from }}` value takes `default:` or `optional: true`; as written, this \
+                 mapping is sent as an object with the keys {}",
+                entries.iter().map(|e| format!("`{}`", e.key)).collect::<Vec<_>>().join(", ")
+            ));
         }
     }
 
@@ -64,7 +173,7 @@ impl<'a> Checker<'a> {
     /// something other than the run context (a poll response, one item): only its syntax is checked.
     pub(super) fn path_only(&mut self, node: &Node, scope: Option<Scope>, what: &str) {
         match node.as_str() {
-            Some(s) if crate::dsl::value::is_path(s) => match scope {
+            Some(s) if is_path(s) => match scope {
                 Some(scope) => self.path(s, node.span, scope),
                 None => {
                     self.path_syntax(s, node.span);

@@ -8,7 +8,7 @@ use crate::catalog::schema::{deref, literal_mismatch, Shape};
 use crate::catalog::{Operation, ParamIn};
 use crate::diag::{codes, suggest};
 use crate::dsl::flow::Step;
-use crate::dsl::value::{classify, ValueKind};
+use crate::dsl::value::{classify, is_optional, ValueKind};
 use crate::dsl::yaml::{Kind, Node};
 use crate::source::Span;
 
@@ -151,6 +151,10 @@ impl<'a> Checker<'a> {
                 }
                 Some(param) => {
                     let node = self.node(&p);
+                    if param.required {
+                        let schema = (!param.schema.is_null()).then_some(&param.schema);
+                        self.required_not_optional(op, node, key, &format!("the {what}"), schema);
+                    }
                     self.literal_type(&op.doc, &param.schema, node, key, true);
                 }
             }
@@ -248,6 +252,10 @@ impl<'a> Checker<'a> {
                         .help = Some(format!("add {}", details.join("; ")));
                 }
                 for e in entries {
+                    if shape.required.contains(&e.key) {
+                        let field = shape.properties.get(&e.key).copied();
+                        self.required_not_optional(op, &e.value, &e.key, &format!("`{label}.{}`", e.key), field);
+                    }
                     if let Some(field) = shape.properties.get(&e.key) {
                         self.body(op, field, &e.value, Some(e.key_span), &format!("{label}.{}", e.key), depth + 1);
                     }
@@ -274,6 +282,29 @@ impl<'a> Checker<'a> {
             ValueKind::Literal(lit) => self.literal_type(doc, schema, lit, label, false),
             _ => {}
         }
+    }
+
+    /// A field the operation requires may not be `{ from, optional: true }`: leaving it out makes a request
+    /// the API rejects. `schema` is the field's own schema, whose words the help quotes.
+    fn required_not_optional(&mut self, op: &Operation, node: &Node, name: &str, what: &str, schema: Option<&Value>) {
+        let ValueKind::From { path, default: None, optional } = classify(node) else { return };
+        if !is_optional(optional) {
+            return;
+        }
+        let from = path.as_str().unwrap_or("$.path");
+        let at = node.entry("optional").map_or(node.span, |e| e.key_span.join(e.value.span));
+        self.sink
+            .error(
+                codes::FLOW_REQUEST_REQUIRED_OPTIONAL,
+                at,
+                format!("`{name}` is required by {}; it cannot be left out", op.display_name()),
+                format!("{what} is required"),
+            )
+            .help = Some(format!(
+            "give a `default:` (`{{ from: {from}, default: ... }}`), or guard the step with `when: {from}` so it runs \
+             only when the value exists; the schema says: `{name}` ({})",
+            describe_field(&op.doc, schema)
+        ));
     }
 
     /// `in_url`: path and query values travel as text, so `"100"` is as good as `100` there.
