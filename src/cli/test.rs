@@ -12,7 +12,7 @@ use crate::dsl::load;
 use crate::engine::connection::ConnectionRuntime;
 use crate::engine::plan::{compile_flow, Plan};
 use crate::engine::run::{Direct, EventInput, RunReport, Runner};
-use crate::testcase::{check, flow_path, TestCase};
+use crate::testcase::{check, flow_path, shape_problems, TestCase};
 use crate::transport::cassette::Cassette;
 use crate::transport::replay::Replay;
 use crate::validate::{find_project, ProjectContext};
@@ -222,7 +222,7 @@ async fn run_case(path: &Path, plans: &mut Plans) -> CaseResult {
     }
     result.requests = reports.iter().flat_map(|r| &r.steps).map(|s| s.requests.len()).sum();
     result.budget = crate::engine::run::call_budget(&reports, &conns);
-    result.problems = check(&case.expect, &reports);
+    result.problems = check(&case.expect, &reports, &plan);
     if !result.problems.is_empty() {
         if let Some(d) = reports.last().and_then(|r| r.error.as_ref()) {
             result.problems.push(format!("the run failed with:\n{}", render::human(d, render::Human::plain())));
@@ -248,7 +248,17 @@ pub fn event_kind(plan: &Plan) -> String {
 fn read_case(path: &Path) -> Result<TestCase, String> {
     let file = load::read(path).map_err(|d| render::one_line(&d))?;
     let root = load::parse(&file).map_err(|d| render_all(&d))?;
-    serde_json::from_value(root.to_json()).map_err(|e| format!("not a test case: {e}"))
+    let case: TestCase = serde_json::from_value(root.to_json()).map_err(|e| format!("not a test case: {e}"))?;
+    let problems = shape_problems(&case, &root, &file);
+    if !problems.is_empty() {
+        // Located, with the fix: a case that cannot be read right must not run and pass.
+        return Err(problems
+            .iter()
+            .map(|d| format!("{}\n  help: {}", render::one_line(d), d.help_text()))
+            .collect::<Vec<_>>()
+            .join("\n"));
+    }
+    Ok(case)
 }
 
 /// An event file: JSON, or YAML.

@@ -152,6 +152,9 @@ codes! {
         "Record the interaction (`weft record`) or add it to the test case's cassette; the message shows the nearest recorded request.";
     RUN_FOR_EACH = "run::for_each::not_a_list", "`for_each` did not select a list.",
         "Point `for_each` at a list (e.g. `$.steps.get.items`), or use a path with `[*]`.";
+    // Flow test cases.
+    TEST_EXPECT_ABSENT = "test::expect::absent", "An `absent:` entry of a test case does not name a field the request could send.",
+        "Write `body.FIELD` (nested `body.contact.phone`, in lists `body.items[0].id`) or `query.NAME`, naming a field the step maps.";
     // Connectors.
     CONNECTOR_INVALID = "connector::invalid", "A connector folder is not usable.",
         "Fix the connector.yaml or the OpenAPI document it names.";
