@@ -78,15 +78,21 @@ pub struct Expect {
     pub outputs: IndexMap<String, Value>,
 }
 
+/// One request the flow must have sent.
 #[derive(Clone, Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectedRequest {
+    /// The HTTP method: `GET`, `POST`, `PUT`, `PATCH`, `DELETE`.
     pub method: String,
+    /// The path as sent, parameters filled in and without the query: `/contacts/abc123/tags`.
     pub path: String,
+    /// The connection it went to (from weft.yaml), when a flow calls more than one.
     #[serde(default)]
     pub connection: Option<String>,
+    /// Query parameters that must be sent with these values.
     #[serde(default)]
     pub query: Option<IndexMap<String, String>>,
+    /// The JSON body, as a subset: every field listed must be sent with this value, others may be too.
     #[serde(default)]
     pub body: Option<Value>,
     /// Fields the request must not have at all — not even as `null`: `body.phone`, `body.contact.phone`,

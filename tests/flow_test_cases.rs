@@ -1,5 +1,6 @@
 //! Golden cases for `weft test` itself: `tests/cases/test/` is a project whose test cases pass and fail on
-//! purpose (`absent:` honoured, a field sent that must be absent, a misspelt or malformed `absent:` entry).
+//! purpose (`absent:` honoured, a field sent that must be absent, a misspelt or malformed `absent:` entry, a case
+//! the schema rejects, each problem at its line).
 //! The whole output must equal `tests/cases/test/weft-test.out`; `WEFT_BLESS=1` rewrites it for review.
 
 use std::path::Path;
@@ -28,5 +29,5 @@ fn weft_test_reports_match_the_reviewed_output() {
     let expected = std::fs::read_to_string(&golden).unwrap_or_default();
     assert_eq!(expected, actual, "`weft test` output changed (WEFT_BLESS=1 rewrites {})", golden.display());
     // The failures are the ones the cases are written for, and nothing passes that should not.
-    assert!(actual.contains("test cases: 2 passed, 3 failed"), "{actual}");
+    assert!(actual.contains("test cases: 2 passed, 4 failed"), "{actual}");
 }

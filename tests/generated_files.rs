@@ -21,7 +21,12 @@ fn check_fresh(rel: &str, generated: &str) {
 
 #[test]
 fn schemas_are_fresh() {
-    for (format, file) in [(Format::Flow, "flow"), (Format::Project, "project"), (Format::Connector, "connector")] {
+    for (format, file) in [
+        (Format::Flow, "flow"),
+        (Format::Project, "project"),
+        (Format::Connector, "connector"),
+        (Format::TestCase, "test"),
+    ] {
         let text = weft::cli::pretty(format.schema()) + "\n";
         check_fresh(&format!("schemas/{file}.schema.json"), &text);
     }
@@ -29,7 +34,7 @@ fn schemas_are_fresh() {
 
 #[test]
 fn schemas_are_draft_2020_12_and_describe_every_property() {
-    for format in [Format::Flow, Format::Project, Format::Connector] {
+    for format in [Format::Flow, Format::Project, Format::Connector, Format::TestCase] {
         let schema = format.schema();
         assert_eq!(schema["$schema"], "https://json-schema.org/draft/2020-12/schema");
         jsonschema::draft202012::meta::validate(schema).expect("valid against the 2020-12 meta-schema");

@@ -63,7 +63,7 @@ pub enum Command {
     },
     /// Print the generated JSON Schemas (flow, project, connector).
     Schema {
-        /// Which schema; all three as one JSON object when omitted.
+        /// Which schema; all of them as one JSON object when omitted.
         #[arg(value_enum)]
         which: Option<SchemaKind>,
     },
@@ -204,6 +204,8 @@ pub enum SchemaKind {
     Flow,
     Project,
     Connector,
+    /// A flow's test case (`flows/<app>/tests/*.yaml`).
+    Test,
 }
 
 /// Print diagnostics to stderr as miette reports (colourless: they often end up in logs).
@@ -285,10 +287,12 @@ pub fn run(cli: Cli) -> i32 {
                 Some(SchemaKind::Flow) => pretty(F::Flow.schema()),
                 Some(SchemaKind::Project) => pretty(F::Project.schema()),
                 Some(SchemaKind::Connector) => pretty(F::Connector.schema()),
+                Some(SchemaKind::Test) => pretty(F::TestCase.schema()),
                 None => pretty(&serde_json::json!({
                     "flow": F::Flow.schema(),
                     "project": F::Project.schema(),
                     "connector": F::Connector.schema(),
+                    "test": F::TestCase.schema(),
                 })),
             };
             outln!("{text}");

@@ -248,15 +248,25 @@ pub fn event_kind(plan: &Plan) -> String {
 fn read_case(path: &Path) -> Result<TestCase, String> {
     let file = load::read(path).map_err(|d| render::one_line(&d))?;
     let root = load::parse(&file).map_err(|d| render_all(&d))?;
-    let case: TestCase = serde_json::from_value(root.to_json()).map_err(|e| format!("not a test case: {e}"))?;
-    let problems = shape_problems(&case, &root, &file);
-    if !problems.is_empty() {
-        // Located, with the fix: a case that cannot be read right must not run and pass.
-        return Err(problems
+    // Located, with the fix: a case that cannot be read right must not run and pass. The schema check first
+    // (a misspelt key, a missing `expect:`, a list where a mapping goes), so that serde below only ever sees a
+    // well-shaped case; its own error is a fallback without a position.
+    let located = |problems: &[Diagnostic]| {
+        problems
             .iter()
             .map(|d| format!("{}\n  help: {}", render::one_line(d), d.help_text()))
             .collect::<Vec<_>>()
-            .join("\n"));
+            .join("\n")
+    };
+    let mut sink = crate::diag::Sink::new(&file);
+    let json = crate::dsl::shape::check(crate::dsl::shape::Format::TestCase, &root, &mut sink);
+    if sink.diagnostics.iter().any(Diagnostic::is_error) {
+        return Err(located(&sink.diagnostics));
+    }
+    let case: TestCase = serde_json::from_value(json).map_err(|e| format!("not a test case: {e}"))?;
+    let problems = shape_problems(&case, &root, &file);
+    if !problems.is_empty() {
+        return Err(located(&problems));
     }
     Ok(case)
 }

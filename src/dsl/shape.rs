@@ -15,12 +15,14 @@ use super::yaml::{Kind, Node};
 use crate::diag::{codes, Sink};
 use crate::source::Span;
 
-/// The three file formats weft reads.
+/// The file formats weft reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     Flow,
     Project,
     Connector,
+    /// A flow's offline test case (`flows/<app>/tests/*.yaml`).
+    TestCase,
 }
 
 impl Format {
@@ -29,6 +31,7 @@ impl Format {
             Format::Flow => "flow",
             Format::Project => "project",
             Format::Connector => "connector",
+            Format::TestCase => "test case",
         }
     }
 
@@ -37,12 +40,14 @@ impl Format {
         static FLOW: OnceLock<Value> = OnceLock::new();
         static PROJECT: OnceLock<Value> = OnceLock::new();
         static CONNECTOR: OnceLock<Value> = OnceLock::new();
+        static TEST_CASE: OnceLock<Value> = OnceLock::new();
         match self {
             Format::Flow => FLOW.get_or_init(|| to_value(schemars::schema_for!(super::flow::Flow))),
             Format::Project => PROJECT.get_or_init(|| to_value(schemars::schema_for!(super::project::Project))),
             Format::Connector => {
                 CONNECTOR.get_or_init(|| to_value(schemars::schema_for!(crate::catalog::manifest::Manifest)))
             }
+            Format::TestCase => TEST_CASE.get_or_init(|| to_value(schemars::schema_for!(crate::testcase::TestCase))),
         }
     }
 
@@ -50,10 +55,12 @@ impl Format {
         static FLOW: OnceLock<Validator> = OnceLock::new();
         static PROJECT: OnceLock<Validator> = OnceLock::new();
         static CONNECTOR: OnceLock<Validator> = OnceLock::new();
+        static TEST_CASE: OnceLock<Validator> = OnceLock::new();
         let cell = match self {
             Format::Flow => &FLOW,
             Format::Project => &PROJECT,
             Format::Connector => &CONNECTOR,
+            Format::TestCase => &TEST_CASE,
         };
         cell.get_or_init(|| {
             jsonschema::draft202012::new(self.schema()).expect("the generated schemas are valid (tested)")
