@@ -246,15 +246,49 @@ async fn a_ghl_event_sent_under_its_alias_runs_the_events_flows() {
     event["webhookId"] = json!("wh-alias-0001");
     let body = serde_json::to_vec(&event).unwrap();
     let key = weft::sandbox::webhooks::rsa_key_from_pem(include_str!("fixtures/sandbox-webhook.key")).unwrap();
-    let mut signature = vec![0; key.public().modulus_len()];
-    key.sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), &body, &mut signature).unwrap();
-    let signature = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, signature);
-    let headers = vec![("x-wh-signature".to_string(), signature)];
+    let signed = |body: &[u8]| {
+        let mut signature = vec![0; key.public().modulus_len()];
+        key.sign(&ring::signature::RSA_PKCS1_SHA256, &ring::rand::SystemRandom::new(), body, &mut signature).unwrap();
+        vec![(
+            "x-wh-signature".to_string(),
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, signature),
+        )]
+    };
+    let headers = signed(&body);
     let accepted = svc.ingest("ghl", &headers, &body).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(accepted.status, "queued");
     // GHL's docs: a repeated webhookId is a replay attack, refused with 409 (and never run twice).
     let (status, message) = svc.ingest("ghl", &headers, &body).await.map(|_| ()).unwrap_err();
     assert_eq!(status.as_u16(), 409, "{message}");
+
+    // A delivery without a `type` (21 of GHL's example pages have none) is still stored, but no flow runs it:
+    // one warning per connection says so, and a counter counts each.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let writer = {
+        let log = log.clone();
+        move || Capture(log.clone())
+    };
+    let subscriber = tracing_subscriber::fmt().with_writer(writer).with_ansi(false).finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    for id in ["wh-untyped-0001", "wh-untyped-0002"] {
+        let mut untyped = event.clone();
+        untyped.as_object_mut().unwrap().remove("type");
+        untyped["webhookId"] = json!(id);
+        let body = serde_json::to_vec(&untyped).unwrap();
+        let accepted = svc.ingest("ghl", &signed(&body), &body).await.unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(accepted.status, "queued");
+    }
+    drop(guard);
+    let log = String::from_utf8(log.lock().unwrap().clone()).unwrap();
+    assert_eq!(log.matches("has no event type at `$.type`").count(), 1, "{log}");
+    assert_eq!(svc.metrics.untyped.load(std::sync::atomic::Ordering::Relaxed), 2);
+    assert!(svc.metrics.render().contains("weft_events_untyped_total 2"));
+    let kinds: Vec<String> = weft::store::Store::events(store.as_ref(), &weft::store::EventFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "unknown").count(), 2, "{kinds:?}");
 
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(svc.clone().work(stop_rx));
@@ -370,4 +404,18 @@ async fn a_form_encoded_notify_is_verified_and_queued_as_json() {
     assert_eq!(events[0].payload["status_message"], "Successfully received");
     assert_eq!(events[0].payload["custom_1"], "");
     assert_eq!(events[0].payload.as_object().unwrap().keys().next().map(String::as_str), Some("merchant_id"));
+}
+
+/// A `tracing` writer into a shared buffer, to read what was logged.
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -12,6 +12,8 @@ pub struct Metrics {
     pub received: AtomicU64,
     pub duplicates: AtomicU64,
     pub rejected: AtomicU64,
+    /// Deliveries without an event type where the connector says to read one: queued as `unknown`.
+    pub untyped: AtomicU64,
     pub processed: AtomicU64,
     pub failed: AtomicU64,
     pub dead: AtomicU64,
@@ -47,6 +49,11 @@ impl Metrics {
                 "weft_events_rejected_total",
                 "Webhook deliveries rejected (bad signature, unknown connection, bad body).",
                 &self.rejected,
+            ),
+            (
+                "weft_events_untyped_total",
+                "Deliveries queued as `unknown`: no event type where the connector reads it, so no flow runs them.",
+                &self.untyped,
             ),
             ("weft_events_processed_total", "Events whose flows all succeeded.", &self.processed),
             ("weft_events_failed_total", "Event runs that failed (retried later or dead-lettered).", &self.failed),

@@ -127,6 +127,10 @@ struct Inbound {
     /// `webhooks.content_type: form`: the body is `application/x-www-form-urlencoded` (payhere.lk's notify).
     form: bool,
     event_type_path: Option<Lookup>,
+    /// `webhooks.event_type` as the connector writes it, for the warning about a delivery without one.
+    event_type: Option<String>,
+    /// Whether such a delivery was reported yet: once per connection (and reload), not once per delivery.
+    untyped_reported: std::sync::atomic::AtomicBool,
     event_id_header: Option<String>,
     event_id_path: Option<Lookup>,
     /// A repeated id is a replay (GHL): 409 instead of 200 `duplicate`.
@@ -289,6 +293,8 @@ impl Flows {
                     verifier,
                     form: hooks.content_type == crate::catalog::manifest::ContentType::Form,
                     event_type_path: path(&hooks.event_type),
+                    event_type: hooks.event_type.clone(),
+                    untyped_reported: std::sync::atomic::AtomicBool::new(false),
                     event_id_header: hooks.event_id.as_ref().and_then(|e| e.header.clone()),
                     event_id_path: path(&hooks.event_id.as_ref().and_then(|e| e.path.clone())),
                     reject_duplicates: hooks
@@ -370,7 +376,21 @@ impl Service {
                 Err(e) => return reject(StatusCode::BAD_REQUEST, format!("the body is not JSON: {e}")),
             }
         };
-        let kind = kind.unwrap_or_else(|| "unknown".into());
+        let kind = kind.unwrap_or_else(|| {
+            // Still queued (the sender gets its 2xx and stops retrying; the body is kept for inspection), but no
+            // flow is routed by `unknown`: say so once, and count every one.
+            if let Some(path) = &inbound.event_type {
+                self.metrics.untyped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if !inbound.untyped_reported.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    tracing::warn!(
+                        "a delivery to /hooks/{connection} has no event type at `{path}`: it is queued as `unknown` \
+                         and no flow runs it (said once per connection; weft_events_untyped_total counts them, \
+                         `weft events` lists them with their bodies)"
+                    );
+                }
+            }
+            "unknown".into()
+        });
         let header_id = inbound
             .event_id_header
             .as_ref()
