@@ -1,7 +1,8 @@
 //! Property tests of `{ from: PATH, optional: true }`: whatever fields an event has, is missing or has as
 //! `null`, and whichever of them a mapping marks optional, the mapped object has exactly the keys it should
-//! — a missing optional field is left out (in objects and in lists), a present one (even `null`) is sent as
-//! is, a plain `{ from }` falls back to `null` — and neither compiling nor evaluating panics.
+//! — an optional field that is missing or `null` is left out (in objects and in lists), a real value is sent
+//! as is, a plain `{ from }` sends a `null` it finds and falls back to `null` — over several matches the first
+//! real value is sent, and neither compiling nor evaluating panics.
 
 use std::sync::Arc;
 
@@ -37,7 +38,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, .. ProptestConfig::default() })]
 
     #[test]
-    fn optional_fields_are_left_out_exactly_when_missing(
+    fn optional_fields_are_left_out_exactly_when_missing_or_null(
         sources in prop::collection::vec(source(), FIELDS.len()),
         optional in prop::collection::vec(any::<bool>(), FIELDS.len()),
         nested in any::<bool>(),
@@ -69,9 +70,8 @@ proptest! {
         let mut list = Vec::new();
         for ((name, s), opt) in FIELDS.iter().zip(&sources).zip(&optional) {
             let value = match s {
-                Source::Missing if *opt => None,
-                Source::Missing => Some(Value::Null),
-                Source::Null => Some(Value::Null),
+                Source::Missing | Source::Null if *opt => None,
+                Source::Missing | Source::Null => Some(Value::Null),
                 Source::Text(t) => Some(Value::String(t.clone())),
             };
             if let Some(v) = value {
@@ -85,6 +85,25 @@ proptest! {
             Value::Object(expected)
         };
         prop_assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn optional_over_several_matches_sends_the_first_real_value(
+        phones in prop::collection::vec(prop::option::of("[+0-9]{1,6}"), 0..5),
+    ) {
+        let list: Vec<Value> = phones.iter().map(|p| p.clone().map_or(Value::Null, Value::String)).collect();
+        let out = map(
+            "v: { phone: { from: '$.trigger.phones[*]', optional: true }, all: '$.trigger.phones[*]' }",
+            json!({ "phones": list }),
+        )
+        .map_err(TestCaseError::fail)?;
+        let mut expected = Map::new();
+        if let Some(first) = phones.iter().flatten().next() {
+            expected.insert("phone".into(), Value::String(first.clone()));
+        }
+        // A bare path with a wildcard still yields every match, nulls included.
+        expected.insert("all".into(), Value::Array(list));
+        prop_assert_eq!(out, Value::Object(expected));
     }
 
     #[test]

@@ -125,16 +125,16 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<IndexMap<String, Value>>,
     /// Query parameters mapped to values. `{ from: $.path, optional: true }` leaves a parameter out when the
-    /// path matches nothing.
+    /// path matches nothing or only `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query: Option<IndexMap<String, Value>>,
     /// Extra request headers mapped to values (auth and fixed headers are added by the runtime).
-    /// `{ from: $.path, optional: true }` leaves a header out when the path matches nothing.
+    /// `{ from: $.path, optional: true }` leaves a header out when the path matches nothing or only `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headers: Option<IndexMap<String, Value>>,
     /// The JSON request body: a mapping whose values are JSONPaths, `${{ }}` templates or literals,
-    /// `{ from: $.path, default: VALUE }` (a fallback) or `{ from: $.path, optional: true }` (the key is left
-    /// out when the path matches nothing; `null` in the data is sent).
+    /// `{ from: $.path, default: VALUE }` (a fallback) or `{ from: $.path, optional: true }` (only a real
+    /// value is sent: the key is left out when the path matches nothing or only `null`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
     /// Run the step only when this is truthy: a JSONPath (true when it matches a value that is not
@@ -154,7 +154,7 @@ pub struct Step {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub paginate: Option<Paginate>,
     /// A pure mapping step: its output is this value, mapped. No call is made. A key whose value is
-    /// `{ from: $.path, optional: true }` is left out of the output when the path matches nothing.
+    /// `{ from: $.path, optional: true }` is left out of the output when the path matches nothing or only `null`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set: Option<Value>,
     /// What a failure of this step does: `fail` the run (default), `skip` the remaining steps and end the

@@ -4,7 +4,8 @@
 //! anything: a string that is `$` or starts with `$.` / `$[` is a JSONPath over the run context; a string
 //! holding `${{` is a template; `{ literal: ... }` is always a literal; `{ from: PATH, default: VALUE }` is a
 //! path with a fallback and `{ from: PATH, optional: true }` a path whose value is left out of its mapping or
-//! list when it matches nothing; every other scalar is a literal; mappings and lists map element by element.
+//! list when it matches nothing or only `null` (it sends only a real value); every other scalar is a literal;
+//! mappings and lists map element by element.
 //! A string with only `${% %}` blocks is a template too.
 
 use super::yaml::{Kind, Node};
@@ -24,7 +25,7 @@ pub enum ValueKind<'a> {
     /// A JSONPath (the string, whole).
     Path(&'a str),
     /// A `{ from: $.x }` value: a path with a fallback (`default: 0`), or one that is left out of its mapping
-    /// or list when it matches nothing (`optional: true`). The nodes are as written: the validator checks
+    /// or list when it matches nothing or only `null` (`optional: true`). The nodes are as written: the validator checks
     /// that `optional` is a boolean and does not come with `default`.
     From { path: &'a Node, default: Option<&'a Node>, optional: Option<&'a Node> },
     /// A `${{ }}` template.

@@ -4,11 +4,12 @@
 //! Rules (the user-facing ones are in the README): a *singular* path (names and indexes only) yields one
 //! value, and matching nothing is an error at the value's span unless `{from:, default:}` gives a fallback; a
 //! path with wildcards, filters, slices or `..` yields the list of its matches. `{from:, optional: true}`
-//! yields the first match or nothing at all: the key is left out of its object, the item out of its array
-//! (a JSON `null` that is really in the data is a match, and is kept). Leaving a field out is not the same as
-//! sending `null`: an API that upserts (GHL contacts) clears a field it receives as `null`. A template that is
-//! exactly one `${{ expression }}` keeps the expression's type (number, list, object); any other template
-//! renders text.
+//! sends only a real value: it yields the first match that is not `null`, or nothing at all — the key is left
+//! out of its object, the item out of its array. Leaving a field out is not the same as sending `null`: an API
+//! that upserts (GHL contacts) clears a field it receives as `null`, so a `null` in the data is left out too
+//! (a bare path or `{from:, default:}` sends it: that is how a flow sends an explicit `null`). A template that
+//! is exactly one `${{ expression }}` keeps the expression's type (number, list, object, `null`); any other
+//! template renders text.
 
 pub mod context;
 
@@ -100,7 +101,8 @@ pub enum Fallback {
     None,
     /// `{ from, default }` (a `{ from }` alone falls back to `null`): the first match, else this value.
     Value(Value),
-    /// `{ from, optional: true }`: the first match, else nothing — left out of the enclosing object or array.
+    /// `{ from, optional: true }`: the first match that is not `null`, else nothing — left out of the
+    /// enclosing object or array. Only a real value is sent.
     Omit,
 }
 
@@ -191,7 +193,7 @@ pub fn compile(node: &Node, templates: &mut Templates) -> Result<Mapping, Diagno
                     .label(d.span, "default here")
                     .help(format!(
                         "keep one: `{{ from: {source}, optional: true }}` leaves the field out when the path matches \
-                         nothing, `{{ from: {source}, default: ... }}` sends the default"
+                         nothing or only null, `{{ from: {source}, default: ... }}` sends the default"
                     )))
                 }
                 (_, Some(o)) if !matches!(o.kind, Kind::Bool(_)) => {
@@ -200,7 +202,7 @@ pub fn compile(node: &Node, templates: &mut Templates) -> Result<Mapping, Diagno
                         format!("`optional` must be `true` or `false`, found {} {}", o.type_name(), o.to_json()),
                     )
                     .label(o.span, "not a boolean")
-                    .help("write `optional: true` to leave the field out when the path matches nothing"))
+                    .help("write `optional: true` to leave the field out when the path matches nothing or only null"))
                 }
                 (_, o) if is_optional(o) => Fallback::Omit,
                 (d, _) => Fallback::Value(d.map_or(Value::Null, Node::to_json)),
@@ -288,14 +290,15 @@ impl PathRef {
         self.query.query(root).all().into_iter().cloned().collect()
     }
 
-    /// The path's value where it must have one: a path with `optional: true` that matches nothing is an error
-    /// here (the validator only allows `optional` inside a mapping or list, where [`PathRef::eval_field`] runs).
+    /// The path's value where it must have one: a path with `optional: true` that matches nothing (or only
+    /// `null`) is an error here (the validator only allows `optional` inside a mapping or list, where
+    /// [`PathRef::eval_field`] runs).
     pub fn eval(&self, ctx: &Context) -> Result<Value, MapError> {
         self.eval_field(ctx)?.ok_or_else(|| MapError {
             code: codes::RUN_PATH_NO_MATCH,
             span: self.span,
             message: format!(
-                "`{}` matched nothing, and this value has no mapping or list to be left out of",
+                "`{}` matched nothing (or only `null`), and this value has no mapping or list to be left out of",
                 self.source
             ),
             help: format!(
@@ -313,8 +316,9 @@ impl PathRef {
             Fallback::Value(default) => {
                 return Ok(Some(if found.is_empty() { default.clone() } else { found.swap_remove(0) }))
             }
-            // `{from, optional}`: the first match, else nothing. A `null` in the data is a match.
-            Fallback::Omit => return Ok((!found.is_empty()).then(|| found.swap_remove(0))),
+            // `{from, optional}`: the first real value, else nothing. A `null` in the data is skipped like a
+            // missing key: sent to an upserting API it would clear the field, which is what `optional` prevents.
+            Fallback::Omit => return Ok(found.into_iter().find(|v| !v.is_null())),
             Fallback::None => {}
         }
         self.eval_bare(found).map(Some)
@@ -414,7 +418,7 @@ impl<'a> Evaluator<'a> {
     }
 
     /// A value as a key of a mapping or an item of a list (request query and headers too): `None` when a
-    /// `{ from, optional: true }` path matched nothing and the key or item is to be left out.
+    /// `{ from, optional: true }` path matched nothing or only `null`, and the key or item is to be left out.
     pub fn eval_field(&self, m: &Mapping) -> Result<Option<Value>, MapError> {
         match m {
             Mapping::Path(p) => p.eval_field(&self.ctx),
@@ -535,14 +539,54 @@ mod tests {
     }
 
     #[test]
-    fn optional_path_keeps_a_null_that_is_in_the_data() {
-        let mut c = ctx();
-        c.trigger = Arc::new(serde_json::json!({"phone": null, "nested": {"x": null}}));
+    fn optional_path_leaves_out_a_null_that_is_in_the_data() {
+        let null_phone = || {
+            let mut c = ctx();
+            c.trigger = Arc::new(serde_json::json!({"phone": null, "nested": {"x": null}, "tags": ["a"]}));
+            c
+        };
         let v = eval(
-            "v: { phone: { from: $.trigger.phone, optional: true }, x: { from: $.trigger.nested.x, optional: true } }",
+            "v: { phone: { from: $.trigger.phone, optional: true }, x: { from: $.trigger.nested.x, optional: true }, n: 1 }",
+            null_phone(),
+        );
+        assert_eq!(v.unwrap(), serde_json::json!({"n": 1}));
+        // In a list too.
+        let v = eval(
+            "v: [{ from: $.trigger.phone, optional: true }, { from: '$.trigger.tags[0]', optional: true }]",
+            null_phone(),
+        );
+        assert_eq!(v.unwrap(), serde_json::json!(["a"]));
+        // A bare path and `{ from, default }` send the null: that is how a flow sends an explicit null.
+        let v = eval(
+            "v: { a: $.trigger.phone, b: { from: $.trigger.phone, default: x }, c: { from: $.trigger.phone } }",
+            null_phone(),
+        );
+        assert_eq!(v.unwrap(), serde_json::json!({"a": null, "b": null, "c": null}));
+    }
+
+    #[test]
+    fn optional_path_over_several_matches_sends_the_first_real_value() {
+        let mut c = ctx();
+        c.trigger = Arc::new(serde_json::json!({"phones": [null, "+1555", null], "none": [null, null]}));
+        let v = eval(
+            "v: { a: { from: '$.trigger.phones[*]', optional: true }, b: { from: '$.trigger.none[*]', optional: true } }",
             c,
         );
-        assert_eq!(v.unwrap(), serde_json::json!({"phone": null, "x": null}));
+        assert_eq!(v.unwrap(), serde_json::json!({"a": "+1555"}));
+    }
+
+    #[test]
+    fn optional_path_over_a_computed_null_leaves_it_out() {
+        // A template computes a value that may be `null` (a name with no last part); mapping it from where it
+        // was computed with `optional: true` leaves the null out: no syntax beyond `{ from }` is needed.
+        let mut c = ctx();
+        c.vars = Arc::new(serde_json::json!({"first": "Geoff", "last": null}));
+        let v = eval(
+            "v: { firstName: { from: $.vars.first, optional: true }, lastName: { from: $.vars.last, optional: true } }",
+            c,
+        );
+        assert_eq!(v.unwrap(), serde_json::json!({"firstName": "Geoff"}));
+        assert_eq!(eval("v: '${{ none }}'", ctx()).unwrap(), Value::Null);
     }
 
     #[test]
@@ -557,6 +601,9 @@ mod tests {
         let err = eval("v: { from: $.trigger.phone, optional: true }", ctx()).unwrap_err();
         assert_eq!(err.code, codes::RUN_PATH_NO_MATCH);
         assert!(err.message.contains("no mapping or list to be left out of"), "{}", err.message);
+        let null_phone = Context { trigger: Arc::new(serde_json::json!({"phone": null})), ..Context::default() };
+        let err = eval("v: { from: $.trigger.phone, optional: true }", null_phone).unwrap_err();
+        assert!(err.message.contains("or only `null`"), "{}", err.message);
         assert_eq!(eval("v: { from: $.trigger.email, optional: true }", ctx()).unwrap(), "a@example.com");
     }
 

@@ -76,7 +76,7 @@ impl<'a> Checker<'a> {
                     "not a boolean",
                 )
                 .help = Some(format!(
-                "write `{{ from: {from}, optional: true }}` to leave the field out when the path matches nothing"
+                "write `{{ from: {from}, optional: true }}` to leave the field out when the path matches nothing or only `null`"
             ));
             return;
         }
@@ -92,8 +92,8 @@ impl<'a> Checker<'a> {
             );
             diag.labels.push(Label { span: d.span, text: "default here".into() });
             diag.help = Some(format!(
-                "keep one: `{{ from: {from}, optional: true }}` leaves the field out when the path matches nothing; \
-                 `{{ from: {from}, default: {} }}` sends the default instead",
+                "keep one: `{{ from: {from}, optional: true }}` leaves the field out when the path matches nothing or \
+                 only `null`; `{{ from: {from}, default: {} }}` sends the default instead",
                 d.to_json()
             ));
             return;
