@@ -108,6 +108,8 @@ codes! {
         "Only a key of a mapping (`body`, `query`, `headers`, `set`) or an item of a list can be left out; give a `default:` or guard the step with `when:`.";
     FLOW_VALUE_FROM = "flow::value::from", "A `{ from: ... }` value has conflicting, mistyped or misspelt keys.",
         "Write `{ from: $.path, default: VALUE }` to send a fallback, or `{ from: $.path, optional: true }` to leave the field out.";
+    FLOW_VALUE_DEFAULT = "flow::value::default", "A `default:` holds a JSONPath, a template or a `{ from }` / `{ literal }` value: a default is sent exactly as written, so it would be sent as that text or object.",
+        "Write the fallback value itself (`default: 0`, `default: unknown`); to fall back on another field, use a template such as `\"${{ trigger.phone | default(trigger.mobile) }}\"`.";
     FLOW_REF_UNKNOWN_STEP = "flow::ref::unknown_step", "A reference names a step that does not exist.",
         "Refer to the id of an earlier step.";
     FLOW_REF_LATER_STEP = "flow::ref::later_step", "A reference names a step that has not run yet.",

@@ -55,7 +55,6 @@ enum Slot<'s> {
     Var(&'s str),
     Body,
     Set,
-    Default,
 }
 
 struct Checker<'a> {

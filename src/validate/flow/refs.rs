@@ -26,7 +26,7 @@ impl<'a> Checker<'a> {
                 self.path_only(path, Some(scope), "`from`");
                 self.check_from_keys(node, path, default, optional, slot);
                 if let Some(d) = default {
-                    self.value(d, scope, Slot::Default);
+                    self.default_as_written(d);
                 }
             }
             ValueKind::Template(t) => self.template(t, node.span, scope),
@@ -120,12 +120,41 @@ impl<'a> Checker<'a> {
                 "the whole `set:` value cannot be left out: a step's output always has a value".to_string(),
                 format!("mark the keys inside it instead, e.g. `set: {{ field: {{ from: {from}.field, optional: true }} }}`, or guard the step with `when: {from}`"),
             ),
-            Slot::Default => (
-                "a `default:` cannot be left out: it is what is sent when `from` matches nothing".to_string(),
-                "write the fallback as a literal, or drop `default:` and use `optional: true` on the outer `from`".to_string(),
-            ),
         };
         self.sink.error(codes::FLOW_VALUE_CANNOT_OMIT, at, message, "cannot be left out").help = Some(help);
+    }
+
+    /// A `default:` is sent exactly as written (the mapping compiles it to its JSON): nothing in it is read as
+    /// a path, a template or another `{ from }` / `{ literal }`. Anything that looks like one would reach the API
+    /// as text or as an object with a `from` key, which is never what the flow meant.
+    fn default_as_written(&mut self, d: &Node) {
+        let what = match classify(d) {
+            ValueKind::Path(_) => Some("a JSONPath"),
+            ValueKind::Template(_) => Some("a template"),
+            ValueKind::From { .. } => Some("a `{ from }` value"),
+            ValueKind::Literal(inner) if !std::ptr::eq(inner, d) => Some("a `{ literal }` value"),
+            ValueKind::Map | ValueKind::List | ValueKind::Literal(_) => None,
+        };
+        if let Some(what) = what {
+            self.sink
+                .error(
+                    codes::FLOW_VALUE_DEFAULT,
+                    d.span,
+                    format!("this `default:` is {what}, but a default is sent exactly as written: {}", d.to_json()),
+                    "sent as written",
+                )
+                .help = Some(
+                "write the fallback value itself (`default: 0`, `default: unknown`); to fall back on another field, \
+                 use a template, e.g. `\"${{ trigger.phone | default(trigger.mobile) }}\"`"
+                    .to_string(),
+            );
+            return;
+        }
+        match &d.kind {
+            Kind::Map(entries) => entries.iter().for_each(|e| self.default_as_written(&e.value)),
+            Kind::Seq(items) => items.iter().for_each(|i| self.default_as_written(i)),
+            _ => self.literal(d),
+        }
     }
 
     /// A mapping with a JSONPath under `from:` and a near miss of `default` or `optional` is a `{ from }`
