@@ -87,3 +87,40 @@ fn dry_run_prints_requests_with_credentials_redacted() {
     assert!(!text.contains("pit-dry-run-secret-0042"), "the token leaked:\n{text}");
     assert!(text.contains("call budget:"), "{text}");
 }
+
+#[test]
+fn dry_run_without_a_cassette_shows_every_later_request_with_stand_ins() {
+    let dry_run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args(["dry-run", "flows/razorpay/payment-captured.yaml", "--event"])
+            .arg("flows/razorpay/tests/events/payment.captured.json")
+            .args(extra)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("GHL_TOKEN", "pit-dry-run-secret-0042")
+            .output()
+            .expect("run weft");
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    // Nothing answers: the upsert's stand-in carries `<contact.id>` into the tag and note paths, the custom
+    // fields read gets one too (no fields: the score update is skipped), and the run would succeed.
+    let (code, text) = dry_run(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("POST https://services.leadconnectorhq.com/contacts/<contact.id>/tags   (write: not sent)"),
+        "{text}"
+    );
+    assert!(text.contains("POST https://services.leadconnectorhq.com/contacts/<contact.id>/notes"), "{text}");
+    assert!(
+        text.contains("GET https://services.leadconnectorhq.com/locations/ve9EPM428h8vShlRW1KT/customFields"),
+        "{text}"
+    );
+    assert_eq!(text.matches("→ output: not received").count(), 4, "{text}");
+    assert!(text.contains("── step lead_score — skipped") && text.contains("run would succeed"), "{text}");
+    // With a cassette, a read it does not have fails the step, as in `weft test`.
+    let empty = std::env::temp_dir().join(format!("weft-empty-cassette-{}.yaml", std::process::id()));
+    std::fs::write(&empty, "interactions: []\n").unwrap();
+    let (code, text) = dry_run(&["--cassette", empty.to_str().unwrap()]);
+    assert_eq!(code, Some(weft::cli::EXIT_INVALID), "{text}");
+    assert!(text.contains("run::replay::unmatched") && text.contains("── step fields — FAILED"), "{text}");
+}

@@ -104,6 +104,48 @@ pub fn literal_mismatch(doc: &Value, schema: &Value, literal: &Value) -> Option<
     None
 }
 
+/// A value of `schema`'s shape standing in for a response that was never received (a dry run's unsent write),
+/// so that the steps after it can still be shown with the requests they would send. Each string reads
+/// `<where.it.is>` in the response (`<contact.id>`), so a later request shows which value it would carry;
+/// numbers are 0, booleans false, an enum its first value, and lists empty: no made-up items for a `for_each`
+/// to loop over or a filter to find. Nesting is cut at a depth a real response never reaches (recursive schemas).
+pub fn stand_in(doc: &Value, schema: &Value) -> Value {
+    stand_in_at(doc, schema, "", 0)
+}
+
+fn stand_in_at(doc: &Value, schema: &Value, at: &str, depth: usize) -> Value {
+    const MAX_DEPTH: usize = 8;
+    let schema = deref(doc, schema);
+    let shape = Shape::of(doc, schema);
+    if !shape.properties.is_empty() {
+        if depth >= MAX_DEPTH {
+            return Value::Object(serde_json::Map::new());
+        }
+        let fields = shape.properties.iter().map(|(name, field)| {
+            let inner = if at.is_empty() { name.clone() } else { format!("{at}.{name}") };
+            (name.clone(), stand_in_at(doc, field, &inner, depth + 1))
+        });
+        return Value::Object(fields.collect());
+    }
+    if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|options| options.first()) {
+        return first.clone();
+    }
+    let has = |t: &str| shape.types.iter().any(|x| x == t);
+    if has("object") {
+        Value::Object(serde_json::Map::new())
+    } else if has("array") {
+        Value::Array(Vec::new())
+    } else if has("string") {
+        Value::String(format!("<{}>", if at.is_empty() { "response" } else { at }))
+    } else if has("integer") || has("number") {
+        Value::from(0)
+    } else if has("boolean") {
+        Value::Bool(false)
+    } else {
+        Value::Null
+    }
+}
+
 fn type_matches(t: &str, v: &Value) -> bool {
     match t {
         "string" => v.is_string(),
@@ -135,6 +177,33 @@ mod tests {
         assert!(!shape.open);
         assert_eq!(literal_mismatch(&doc, shape.properties["n"], &json!("x")).as_deref(), Some("integer"));
         assert_eq!(literal_mismatch(&doc, shape.properties["n"], &json!(3)), None);
+    }
+
+    #[test]
+    fn a_stand_in_has_the_response_shape_and_names_each_string() {
+        let doc = json!({"components": {"schemas": {
+            "Contact": {"type": "object", "properties": {
+                "id": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}},
+                "score": {"type": "integer"}, "dnd": {"type": "boolean"}, "kind": {"type": "string", "enum": ["lead", "customer"]},
+                "parent": {"$ref": "#/components/schemas/Contact"}
+            }},
+            "Upsert": {"type": "object", "properties": {"new": {"type": "boolean"}, "contact": {"$ref": "#/components/schemas/Contact"}}}
+        }}});
+        let made = stand_in(&doc, &json!({"$ref": "#/components/schemas/Upsert"}));
+        assert_eq!(made["new"], json!(false));
+        assert_eq!(made["contact"]["id"], json!("<contact.id>"));
+        assert_eq!(made["contact"]["tags"], json!([]));
+        assert_eq!((made["contact"]["score"].clone(), made["contact"]["kind"].clone()), (json!(0), json!("lead")));
+        assert_eq!(made["contact"]["parent"]["parent"]["id"], json!("<contact.parent.parent.id>"));
+        // A schema that refers to itself ends: a real response is never this deep.
+        let mut deepest = &made;
+        let mut levels = 0;
+        while let Some(next) = deepest.get("contact").or_else(|| deepest.get("parent")) {
+            deepest = next;
+            levels += 1;
+        }
+        assert_eq!((levels, deepest), (8, &json!({})));
+        assert_eq!(stand_in(&doc, &json!({"type": "string"})), json!("<response>"));
     }
 
     #[test]

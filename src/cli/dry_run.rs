@@ -2,6 +2,7 @@
 //! them, writes printed instead of sent — and print each request (secrets never appear: auth is added only
 //! when a request is really sent) and each step's mapped output.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,7 +10,7 @@ use super::test::{connections, event_kind, read_value};
 use super::{Format, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::diag::render;
 use crate::dsl::load;
-use crate::engine::plan::compile_flow;
+use crate::engine::plan::{compile_flow, Action, Plan};
 use crate::engine::run::{call_budget, Direct, EventInput, RunReport, RunStatus, Runner, StepStatus};
 use crate::transport::cassette::Cassette;
 use crate::transport::dry_run::DryRun;
@@ -39,7 +40,9 @@ pub fn run(flow: &Path, event: &Path, cassette: Option<&Path>, format: Format) -
         }
     };
     let conns = connections(&ctx);
-    let runner = Runner::new(plan.clone(), Arc::new(Direct(Arc::new(DryRun::new(cassette)))), None, &conns);
+    let stand_ins = stand_ins(&plan);
+    let transport = DryRun::new(cassette, stand_ins.clone());
+    let runner = Runner::new(plan.clone(), Arc::new(Direct(Arc::new(transport))), None, &conns);
     let input = EventInput {
         id: "dry-run".into(),
         kind: event_kind(&plan),
@@ -68,7 +71,7 @@ pub fn run(flow: &Path, event: &Path, cassette: Option<&Path>, format: Format) -
             outln!("{}", super::pretty(&doc))
         }
         _ => {
-            out!("{}", human_report(&report, &conns));
+            out!("{}", human_report(&report, &conns, &stand_ins));
             outln!("call budget:");
             for b in &budget {
                 outln!("  {b}");
@@ -83,6 +86,20 @@ pub fn run(flow: &Path, event: &Path, cassette: Option<&Path>, format: Format) -
     } else {
         EXIT_OK
     }
+}
+
+/// The answer each operation of the flow gets when no cassette has one: a stand-in of its response schema.
+fn stand_ins(plan: &Plan) -> HashMap<String, serde_json::Value> {
+    plan.steps
+        .iter()
+        .filter_map(|step| match &step.action {
+            Action::Call(call) => {
+                let schema = call.op.response.as_ref()?;
+                Some((call.op.display_name(), crate::catalog::schema::stand_in(&call.op.doc, schema)))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 pub fn json_report(report: &RunReport) -> serde_json::Value {
@@ -115,6 +132,7 @@ fn runtime_headers(conn: Option<&crate::engine::connection::ConnectionRuntime>) 
 fn human_report(
     report: &RunReport,
     conns: &indexmap::IndexMap<String, crate::engine::connection::ConnectionRuntime>,
+    stand_ins: &HashMap<String, serde_json::Value>,
 ) -> String {
     let mut out = format!("dry run of {} (nothing is sent)\n", report.flow);
     for step in &report.steps {
@@ -126,7 +144,9 @@ fn human_report(
         out.push_str(&format!("\n── step {} — {status}\n", step.id));
         for r in &step.requests {
             let note = if r.is_write() { "   (write: not sent)" } else { "" };
-            out.push_str(&format!("   {} {}{note}\n", r.method, r.url()));
+            // A stand-in value in the path is shown as written, not percent-encoded (`/contacts/<contact.id>/tags`).
+            let url = r.url().replace("%3C", "<").replace("%3E", ">");
+            out.push_str(&format!("   {} {url}{note}\n", r.method));
             for (k, v) in runtime_headers(conns.get(&r.connection)).iter().chain(&r.headers) {
                 out.push_str(&format!("   {k}: {v}\n"));
             }
@@ -136,7 +156,16 @@ fn human_report(
                 }
             }
         }
-        if let Some(output) = &step.output {
+        // A write's made-up answer is not printed as if it were data: the later steps show what it stands for.
+        let stood_in = step
+            .requests
+            .iter()
+            .any(|r| stand_ins.get(&r.operation).is_some_and(|s| step.output.as_ref().is_some_and(|o| o == s)));
+        if stood_in {
+            out.push_str(
+                "   → output: not received; later steps see a stand-in of the response (`<contact.id>`: that field)\n",
+            );
+        } else if let Some(output) = &step.output {
             out.push_str("   → output: ");
             out.push_str(&serde_json::to_string(output).unwrap_or_default());
             out.push('\n');
