@@ -132,6 +132,7 @@ impl<'a> Checker<'a> {
             ValueKind::Path(_) => Some("a JSONPath"),
             ValueKind::Template(_) => Some("a template"),
             ValueKind::From { .. } => Some("a `{ from }` value"),
+            // `classify` hands back a plain scalar itself, and the inner node of a `{ literal: ... }` wrapper.
             ValueKind::Literal(inner) if !std::ptr::eq(inner, d) => Some("a `{ literal }` value"),
             ValueKind::Map | ValueKind::List | ValueKind::Literal(_) => None,
         };
