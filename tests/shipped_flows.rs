@@ -115,6 +115,11 @@ fn dry_run_without_a_cassette_shows_every_later_request_with_stand_ins() {
     );
     assert_eq!(text.matches("→ output: not received").count(), 4, "{text}");
     assert!(text.contains("── step lead_score — skipped") && text.contains("run would succeed"), "{text}");
+    // The JSON report names the steps whose output is a stand-in, not an answer.
+    let (code, text) = dry_run(&["--format", "json"]);
+    assert_eq!(code, 0, "{text}");
+    let doc: serde_json::Value = serde_json::from_str(&text[..text.rfind('}').map_or(0, |i| i + 1)]).expect("JSON");
+    assert_eq!(doc["not_received"], serde_json::json!(["contact", "tag", "note", "fields"]), "{text}");
     // With a cassette, a read it does not have fails the step, as in `weft test`.
     let empty = std::env::temp_dir().join(format!("weft-empty-cassette-{}.yaml", std::process::id()));
     std::fs::write(&empty, "interactions: []\n").unwrap();

@@ -11,7 +11,7 @@ use super::{Format, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::diag::render;
 use crate::dsl::load;
 use crate::engine::plan::{compile_flow, Action, Plan};
-use crate::engine::run::{call_budget, Direct, EventInput, RunReport, RunStatus, Runner, StepStatus};
+use crate::engine::run::{call_budget, Direct, EventInput, RunReport, RunStatus, Runner, StepReport, StepStatus};
 use crate::transport::cassette::Cassette;
 use crate::transport::dry_run::DryRun;
 use crate::validate::{find_project, ProjectContext};
@@ -57,6 +57,9 @@ pub fn run(flow: &Path, event: &Path, cassette: Option<&Path>, format: Format) -
     match format {
         Format::Json => {
             let mut doc = json_report(&report);
+            // The steps whose `output` is a stand-in of the response schema, not an answer.
+            doc["not_received"] =
+                report.steps.iter().filter(|step| stood_in(step, &stand_ins)).map(|step| step.id.clone()).collect();
             doc["call_budget"] = budget
                 .iter()
                 .map(|b| {
@@ -100,6 +103,13 @@ fn stand_ins(plan: &Plan) -> HashMap<String, serde_json::Value> {
             _ => None,
         })
         .collect()
+}
+
+/// Whether the step's output is the stand-in its request got, not an answer (recorded or real).
+fn stood_in(step: &StepReport, stand_ins: &HashMap<String, serde_json::Value>) -> bool {
+    step.requests
+        .iter()
+        .any(|r| stand_ins.get(&r.operation).is_some_and(|s| step.output.as_ref().is_some_and(|o| o == s)))
 }
 
 pub fn json_report(report: &RunReport) -> serde_json::Value {
@@ -156,12 +166,8 @@ fn human_report(
                 }
             }
         }
-        // A write's made-up answer is not printed as if it were data: the later steps show what it stands for.
-        let stood_in = step
-            .requests
-            .iter()
-            .any(|r| stand_ins.get(&r.operation).is_some_and(|s| step.output.as_ref().is_some_and(|o| o == s)));
-        if stood_in {
+        // A made-up answer is not printed as if it were data: the later steps show what it stands for.
+        if stood_in(step, stand_ins) {
             out.push_str(
                 "   → output: not received; later steps see a stand-in of the response (`<contact.id>`: that field)\n",
             );
