@@ -127,3 +127,44 @@ fn dry_run_without_a_cassette_shows_every_later_request_with_stand_ins() {
     assert_eq!(code, weft::cli::EXIT_INVALID, "{text}");
     assert!(text.contains("run::replay::unmatched") && text.contains("── step fields — FAILED"), "{text}");
 }
+
+#[test]
+fn new_test_writes_a_case_that_passes_and_never_overwrites_one() {
+    // A copy of the project, so that the case is written outside the repository.
+    let dir = std::env::temp_dir().join(format!("weft-new-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("flows/razorpay/tests/events")).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in
+        ["flows/weft.yaml", "flows/razorpay/payment-captured.yaml", "flows/razorpay/tests/events/payment.captured.json"]
+    {
+        std::fs::copy(root.join(file), dir.join(file)).unwrap();
+    }
+    let flow = dir.join("flows/razorpay/payment-captured.yaml");
+    let event = dir.join("flows/razorpay/tests/events/payment.captured.json");
+    let new_test =
+        || weft(&["new-test", flow.to_str().unwrap(), "--event", event.to_str().unwrap(), "--name", "first-try"]);
+    let (code, out) = new_test();
+    assert_eq!(code, 0, "{out}");
+    let case = dir.join("flows/razorpay/tests/payment-captured.first-try.yaml");
+    let text = std::fs::read_to_string(&case).unwrap();
+    // The upsert's stand-in id travels into the later paths, and the expectations pin every request.
+    assert!(text.starts_with("# Written by `weft new-test`"), "{text}");
+    assert!(text.contains("id: \"stand-in-contact-id\""), "{text}");
+    assert!(text.contains("path: \"/contacts/stand-in-contact-id/tags\""), "{text}");
+    assert_eq!(
+        text.matches("      method: \"POST\"").count(),
+        6,
+        "3 writes, each in the cassette and in expect:\n{text}"
+    );
+    let (code, out) = weft(&["test", case.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("test cases: 1 passed, 0 failed"), "{out}");
+    // Written once: a second run leaves the reviewed file alone.
+    std::fs::write(&case, "# reviewed by hand\n").unwrap();
+    let (code, out) = new_test();
+    assert_eq!(code, weft::cli::EXIT_USAGE, "{out}");
+    assert!(out.contains("already exists"), "{out}");
+    assert_eq!(std::fs::read_to_string(&case).unwrap(), "# reviewed by hand\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}

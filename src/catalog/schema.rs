@@ -104,16 +104,17 @@ pub fn literal_mismatch(doc: &Value, schema: &Value, literal: &Value) -> Option<
     None
 }
 
-/// A value of `schema`'s shape standing in for a response that was never received (a dry run's unsent write),
-/// so that the steps after it can still be shown with the requests they would send. Each string reads
-/// `<where.it.is>` in the response (`<contact.id>`), so a later request shows which value it would carry;
-/// numbers are 0, booleans false, an enum its first value, and lists empty: no made-up items for a `for_each`
-/// to loop over or a filter to find. Nesting is cut at a depth a real response never reaches (recursive schemas).
-pub fn stand_in(doc: &Value, schema: &Value) -> Value {
-    stand_in_at(doc, schema, "", 0)
+/// A value of `schema`'s shape standing in for a response that was never received (a dry run's unsent write,
+/// a scaffolded test case's answer), so that the steps after it can still be shown with the requests they
+/// would send. Each string is `name(where it is in the response)` (`contact.id`; the whole response is
+/// `response`), so a later request shows which value it would carry; numbers are 0, booleans false, an enum
+/// its first value, and lists empty: no made-up items for a `for_each` to loop over or a filter to find.
+/// Nesting is cut at a depth a real response never reaches (recursive schemas).
+pub fn stand_in(doc: &Value, schema: &Value, name: &dyn Fn(&str) -> String) -> Value {
+    stand_in_at(doc, schema, "", 0, name)
 }
 
-fn stand_in_at(doc: &Value, schema: &Value, at: &str, depth: usize) -> Value {
+fn stand_in_at(doc: &Value, schema: &Value, at: &str, depth: usize, name: &dyn Fn(&str) -> String) -> Value {
     const MAX_DEPTH: usize = 8;
     let schema = deref(doc, schema);
     let shape = Shape::of(doc, schema);
@@ -121,9 +122,9 @@ fn stand_in_at(doc: &Value, schema: &Value, at: &str, depth: usize) -> Value {
         if depth >= MAX_DEPTH {
             return Value::Object(serde_json::Map::new());
         }
-        let fields = shape.properties.iter().map(|(name, field)| {
-            let inner = if at.is_empty() { name.clone() } else { format!("{at}.{name}") };
-            (name.clone(), stand_in_at(doc, field, &inner, depth + 1))
+        let fields = shape.properties.iter().map(|(field_name, field)| {
+            let inner = if at.is_empty() { field_name.clone() } else { format!("{at}.{field_name}") };
+            (field_name.clone(), stand_in_at(doc, field, &inner, depth + 1, name))
         });
         return Value::Object(fields.collect());
     }
@@ -136,7 +137,7 @@ fn stand_in_at(doc: &Value, schema: &Value, at: &str, depth: usize) -> Value {
     } else if has("array") {
         Value::Array(Vec::new())
     } else if has("string") {
-        Value::String(format!("<{}>", if at.is_empty() { "response" } else { at }))
+        Value::String(name(if at.is_empty() { "response" } else { at }))
     } else if has("integer") || has("number") {
         Value::from(0)
     } else if has("boolean") {
@@ -189,7 +190,8 @@ mod tests {
             }},
             "Upsert": {"type": "object", "properties": {"new": {"type": "boolean"}, "contact": {"$ref": "#/components/schemas/Contact"}}}
         }}});
-        let made = stand_in(&doc, &json!({"$ref": "#/components/schemas/Upsert"}));
+        let angled = |at: &str| format!("<{at}>");
+        let made = stand_in(&doc, &json!({"$ref": "#/components/schemas/Upsert"}), &angled);
         assert_eq!(made["new"], json!(false));
         assert_eq!(made["contact"]["id"], json!("<contact.id>"));
         assert_eq!(made["contact"]["tags"], json!([]));
@@ -203,7 +205,7 @@ mod tests {
             levels += 1;
         }
         assert_eq!((levels, deepest), (8, &json!({})));
-        assert_eq!(stand_in(&doc, &json!({"type": "string"})), json!("<response>"));
+        assert_eq!(stand_in(&doc, &json!({"type": "string"}), &angled), json!("<response>"));
     }
 
     #[test]

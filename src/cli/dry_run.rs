@@ -40,7 +40,7 @@ pub fn run(flow: &Path, event: &Path, cassette: Option<&Path>, format: Format) -
         }
     };
     let conns = connections(&ctx);
-    let stand_ins = stand_ins(&plan);
+    let stand_ins = stand_ins(&plan, &|at| format!("<{at}>"));
     let transport = DryRun::new(cassette, stand_ins.clone());
     let runner = Runner::new(plan.clone(), Arc::new(Direct(Arc::new(transport))), None, &conns);
     let input = EventInput {
@@ -91,14 +91,15 @@ pub fn run(flow: &Path, event: &Path, cassette: Option<&Path>, format: Format) -
     }
 }
 
-/// The answer each operation of the flow gets when no cassette has one: a stand-in of its response schema.
-fn stand_ins(plan: &Plan) -> HashMap<String, serde_json::Value> {
+/// The answer each operation of the flow gets when no cassette has one: a stand-in of its response schema,
+/// each string `name(field)`.
+pub(super) fn stand_ins(plan: &Plan, name: &dyn Fn(&str) -> String) -> HashMap<String, serde_json::Value> {
     plan.steps
         .iter()
         .filter_map(|step| match &step.action {
             Action::Call(call) => {
                 let schema = call.op.response.as_ref()?;
-                Some((call.op.display_name(), crate::catalog::schema::stand_in(&call.op.doc, schema)))
+                Some((call.op.display_name(), crate::catalog::schema::stand_in(&call.op.doc, schema, name)))
             }
             _ => None,
         })

@@ -23,6 +23,7 @@ mod dry_run;
 mod events;
 mod graph;
 mod map;
+mod new_test;
 mod run;
 mod sandbox;
 mod serve;
@@ -100,6 +101,17 @@ pub enum Command {
         cassette: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
+    },
+    /// Write a test case to start from: the flow run for one event against stand-in answers made from each
+    /// operation's response schema (no network), its requests and step statuses as expectations.
+    NewTest {
+        flow: PathBuf,
+        /// The input event (JSON or YAML file).
+        #[arg(long)]
+        event: PathBuf,
+        /// What the case shows, in the file name: `tests/FLOW.NAME.yaml` beside the flow.
+        #[arg(long, default_value = "new")]
+        name: String,
     },
     /// Run a flow for one event against the real APIs (auth, rate limits, retries, idempotency).
     Run {
@@ -335,6 +347,7 @@ pub fn run(cli: Cli) -> i32 {
             }
             test::run(&paths)
         }
+        Command::NewTest { flow, event, name } => new_test::run(&flow, &event, &name),
         Command::Test { paths } => test::run(&if paths.is_empty() { vec![PathBuf::from("flows")] } else { paths }),
         Command::Map { target, input, step } => map::run(&target, input.as_deref(), step.as_deref()),
     }
