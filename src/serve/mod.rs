@@ -332,6 +332,17 @@ impl Service {
         headers: &[(String, String)],
         body: &[u8],
     ) -> Result<Accepted, (StatusCode, String)> {
+        self.ingest_with(self.current(), connection, headers, body).await
+    }
+
+    /// [`Service::ingest`] with the flows in force already in hand (the handler read them to pick headers).
+    async fn ingest_with(
+        &self,
+        flows: Arc<Flows>,
+        connection: &str,
+        headers: &[(String, String)],
+        body: &[u8],
+    ) -> Result<Accepted, (StatusCode, String)> {
         // Logged with why, never with the body (it may hold a customer's details).
         let reject = |status: StatusCode, msg: String| {
             self.metrics.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -355,7 +366,6 @@ impl Service {
             }
             Err((status, msg))
         };
-        let flows = self.current();
         let Some(inbound) = flows.inbound.get(connection) else {
             return reject(StatusCode::NOT_FOUND, format!("no webhook connection `{connection}`"));
         };
@@ -599,9 +609,15 @@ fn form_payload(body: &[u8]) -> Payload {
 async fn receive(
     State(svc): State<Arc<Service>>,
     UrlPath(connection): UrlPath<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
+    mut request: axum::extract::Request,
+) -> axum::response::Response {
+    // The headers are taken out of the request rather than extracted as a `HeaderMap`, which would clone every
+    // one of them; then the body is read as the `Bytes` extractor reads it (the body limit's 413 included).
+    let headers: HeaderMap = std::mem::take(request.headers_mut());
+    let body = match <Bytes as axum::extract::FromRequest<()>>::from_request(request, &()).await {
+        Ok(body) => body,
+        Err(rejection) => return rejection.into_response(),
+    };
     // Only the headers the connection's checks read are copied (a request carries a dozen others).
     let flows = svc.current();
     let wanted = flows.inbound.get(&connection).map_or(&[][..], |i| i.headers.as_slice());
@@ -612,7 +628,7 @@ async fn receive(
             values.map(|v| (name.clone(), v.to_string())).collect::<Vec<_>>()
         })
         .collect();
-    match svc.ingest(&connection, &headers, &body).await {
+    match svc.ingest_with(flows, &connection, &headers, &body).await {
         Ok(accepted) => (StatusCode::OK, Json(accepted)).into_response(),
         Err((status, message)) => (status, Json(json!({"error": message}))).into_response(),
     }
