@@ -6,31 +6,18 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::test::{connections, event_kind, read_value};
+use super::test::{connections, event_kind, flow_and_event};
 use super::{Format, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::diag::render;
-use crate::dsl::load;
-use crate::engine::plan::{compile_flow, Action, Plan};
+use crate::engine::plan::{Action, Plan};
 use crate::engine::run::{call_budget, Direct, EventInput, RunReport, RunStatus, Runner, StepReport, StepStatus};
 use crate::transport::cassette::Cassette;
 use crate::transport::dry_run::DryRun;
-use crate::validate::{find_project, ProjectContext};
 
 pub fn run(flow: &Path, event: &Path, cassette: Option<&Path>, format: Format) -> i32 {
-    let ctx = ProjectContext::load(find_project(flow).as_deref());
-    let plan = match load::read(flow).map_err(|d| vec![d]).and_then(|f| compile_flow(&f, &ctx)) {
-        Ok(p) => Arc::new(p),
-        Err(diags) => {
-            super::eprint_diagnostics(&diags);
-            return EXIT_INVALID;
-        }
-    };
-    let body = match read_value(event) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: event: {e}");
-            return EXIT_USAGE;
-        }
+    let (ctx, plan, body) = match flow_and_event(flow, event) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     let cassette = match cassette.map(Cassette::load).transpose() {
         Ok(c) => c,

@@ -13,14 +13,11 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::dry_run::stand_ins;
-use super::test::{connections, event_kind, read_value};
-use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
-use crate::dsl::load;
-use crate::engine::plan::compile_flow;
+use super::test::{connections, event_kind, flow_and_event};
+use super::{EXIT_OK, EXIT_USAGE};
 use crate::engine::run::{Direct, EventInput, RunStatus, Runner};
 use crate::transport::dry_run::DryRun;
 use crate::transport::record::Record;
-use crate::validate::{find_project, ProjectContext};
 
 const HEADER: &str = "\
 # Written by `weft new-test`: every answer in `cassette:` is a stand-in made from the operation's response
@@ -38,20 +35,9 @@ pub fn run(flow: &Path, event: &Path, name: &str) -> i32 {
         eprintln!("error: {} already exists: pick another --name, or delete it first", target.display());
         return EXIT_USAGE;
     }
-    let ctx = ProjectContext::load(find_project(flow).as_deref());
-    let plan = match load::read(flow).map_err(|d| vec![d]).and_then(|f| compile_flow(&f, &ctx)) {
-        Ok(p) => Arc::new(p),
-        Err(diags) => {
-            super::eprint_diagnostics(&diags);
-            return EXIT_INVALID;
-        }
-    };
-    let body = match read_value(event) {
-        Ok(v) => v,
-        Err(e) => {
-            eprintln!("error: event: {e}");
-            return EXIT_USAGE;
-        }
+    let (ctx, plan, body) = match flow_and_event(flow, event) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
     };
     // Path-safe stand-ins: they travel into later request paths (`/contacts/stand-in-contact-id/tags`).
     let answers = stand_ins(&plan, &|at| format!("stand-in-{}", at.replace('.', "-")));

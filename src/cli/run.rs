@@ -5,12 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::dry_run::json_report;
-use super::test::{connections, event_kind, read_value};
+use super::test::{connections, event_for, event_kind, plan_for};
 use super::{Format, EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::diag::render;
-use crate::dsl::load;
 use crate::engine::call::Caller;
-use crate::engine::plan::compile_flow;
 use crate::engine::retry::RetryPolicy;
 use crate::engine::run::{EventInput, RunStatus, Runner, StepStatus};
 use crate::store::sqlite::SqliteStore;
@@ -32,12 +30,9 @@ pub struct RunArgs<'a> {
 pub fn run(args: RunArgs<'_>) -> i32 {
     let project = find_project(args.flow);
     let ctx = ProjectContext::load(project.as_deref());
-    let plan = match load::read(args.flow).map_err(|d| vec![d]).and_then(|f| compile_flow(&f, &ctx)) {
-        Ok(p) => Arc::new(p),
-        Err(diags) => {
-            super::eprint_diagnostics(&diags);
-            return EXIT_INVALID;
-        }
+    let plan = match plan_for(args.flow, &ctx) {
+        Ok(plan) => plan,
+        Err(code) => return code,
     };
     let body = if args.event == Path::new("-") {
         let mut text = String::new();
@@ -53,12 +48,9 @@ pub fn run(args: RunArgs<'_>) -> i32 {
             }
         }
     } else {
-        match read_value(args.event) {
-            Ok(v) => v,
-            Err(e) => {
-                eprintln!("error: event: {e}");
-                return EXIT_USAGE;
-            }
+        match event_for(args.event) {
+            Ok(body) => body,
+            Err(code) => return code,
         }
     };
     // The state database lives beside weft.yaml unless the project or the command says otherwise.

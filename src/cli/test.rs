@@ -271,6 +271,30 @@ fn read_case(path: &Path) -> Result<TestCase, String> {
     Ok(case)
 }
 
+/// The compiled plan of the flow a one-event command runs (`run`, `record`, `dry-run`, `new-test`), or the exit
+/// code after printing why it does not compile.
+pub fn plan_for(flow: &Path, ctx: &ProjectContext) -> Result<Arc<Plan>, i32> {
+    load::read(flow).map_err(|d| vec![d]).and_then(|f| compile_flow(&f, ctx)).map(Arc::new).map_err(|diags| {
+        super::eprint_diagnostics(&diags);
+        EXIT_INVALID
+    })
+}
+
+/// The event file of a one-event command, or the exit code after saying why it cannot be read.
+pub fn event_for(path: &Path) -> Result<serde_json::Value, i32> {
+    read_value(path).map_err(|e| {
+        eprintln!("error: event: {e}");
+        EXIT_USAGE
+    })
+}
+
+/// The project, the flow's plan and the event of a command that runs one event file (`dry-run`, `new-test`).
+pub fn flow_and_event(flow: &Path, event: &Path) -> Result<(ProjectContext, Arc<Plan>, serde_json::Value), i32> {
+    let ctx = ProjectContext::load(find_project(flow).as_deref());
+    let plan = plan_for(flow, &ctx)?;
+    Ok((ctx, plan, event_for(event)?))
+}
+
 /// An event file: JSON, or YAML.
 pub fn read_value(path: &Path) -> Result<serde_json::Value, String> {
     let file = load::read(path).map_err(|d| render::one_line(&d))?;
