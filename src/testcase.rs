@@ -162,18 +162,17 @@ impl FieldPath {
                     _ => Some(Value::Array(values)),
                 }
             }
-            FieldPath::Body(segments) => {
-                let mut at = req.body.as_ref()?;
-                for s in segments {
-                    at = match s {
-                        Segment::Name(n) => at.as_object()?.get(n)?,
-                        Segment::Index(i) => at.as_array()?.get(usize::try_from(*i).ok()?)?,
-                    };
-                }
-                Some(at.clone())
-            }
+            FieldPath::Body(segments) => walk(req.body.as_ref()?, segments).cloned(),
         }
     }
+}
+
+/// The value `segments` (names and list indexes) lead to inside `value`, if there is one.
+fn walk<'v>(value: &'v Value, segments: &[Segment]) -> Option<&'v Value> {
+    segments.iter().try_fold(value, |at, s| match s {
+        Segment::Name(n) => at.as_object()?.get(n),
+        Segment::Index(i) => at.as_array()?.get(usize::try_from(*i).ok()?),
+    })
 }
 
 /// Problems in a case file that serde cannot see, each at its node: `absent:` entries that name no field,
@@ -186,12 +185,7 @@ pub fn shape_problems(case: &TestCase, root: &Node, file: &SourceFile) -> Vec<Di
             let problem = match FieldPath::parse(entry) {
                 Err(problem) => Some(problem),
                 Ok(FieldPath::Body(segments)) => {
-                    let expected = want.body.as_ref().and_then(|b| {
-                        segments.iter().try_fold(b, |at, s| match s {
-                            Segment::Name(n) => at.as_object()?.get(n),
-                            Segment::Index(i) => at.as_array()?.get(usize::try_from(*i).ok()?),
-                        })
-                    });
+                    let expected = want.body.as_ref().and_then(|b| walk(b, &segments));
                     expected.map(|v| {
                         (
                             format!("`{entry}` is expected both absent and in `body:` (as {v})"),
