@@ -12,8 +12,9 @@ use super::cassette::Cassette;
 use super::replay::Replay;
 use super::{BoxFuture, RequestSpec, Response, Transport, TransportError};
 
-/// The header on a write's answer that was made up, not recorded: the report says "not received".
-pub const STAND_IN_HEADER: &str = "x-weft-dry-run";
+/// The header on an answer that was made up, not recorded (for whoever reads raw responses; the dry-run
+/// report tells stand-ins apart by comparing a step's output with its operation's stand-in).
+const STAND_IN_HEADER: &str = "x-weft-dry-run";
 
 pub struct DryRun {
     replay: Replay,
