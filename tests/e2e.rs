@@ -11,6 +11,7 @@ use ring::hmac;
 use serde_json::Value;
 use weft::sandbox::{try_router, SandboxConfig};
 use weft::serve::Service;
+use weft::store::journal::Journal;
 use weft::store::sqlite::SqliteStore;
 use weft::validate::ProjectContext;
 
@@ -58,6 +59,17 @@ fn shipped_scopes() -> String {
         .collect()
 }
 
+/// The project's service as `weft serve` runs it: its state under `.weft/`, deliveries answered from the ingest
+/// journal and queued by the importer (running until the `Importer` is dropped).
+fn service(ctx: &ProjectContext, dir: &std::path::Path) -> (Arc<SqliteStore>, Arc<Service>, weft::serve::Importer) {
+    let db = dir.join(".weft/state.db");
+    let store = Arc::new(SqliteStore::open(&db).unwrap());
+    let svc = Service::build(ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}"));
+    let svc = Arc::new(svc.with_journal(Journal::open(&Journal::beside(&db)).unwrap()));
+    let importer = svc.start_importer().unwrap().expect("a journal");
+    (store, svc, importer)
+}
+
 fn sign(body: &[u8]) -> String {
     hex::encode(hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes()), body).as_ref())
 }
@@ -70,8 +82,7 @@ async fn shipped_razorpay_flows_against_the_sandbox_write_each_effect_once() {
     let dir = project(&sandbox);
     let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
     assert!(ctx.diagnostics.iter().all(|d| !d.is_error()), "{:?}", ctx.diagnostics);
-    let store = Arc::new(SqliteStore::open(&dir.join(".weft/state.db")).unwrap());
-    let svc = Arc::new(Service::build(&ctx, &[dir.join("flows")], store).unwrap_or_else(|d| panic!("{d:#?}")));
+    let (_store, svc, _importer) = service(&ctx, &dir);
     let serve = listen(svc.router()).await;
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(svc.clone().work(stop_rx));
@@ -309,8 +320,7 @@ async fn shipped_ghl_and_payhere_flows_fed_by_the_sandboxs_webhooks_write_each_e
     std::fs::write(dir.join("ghl-webhook.pub.pem"), include_str!("fixtures/sandbox-webhook.pub.pem")).unwrap();
     let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
     assert!(ctx.diagnostics.iter().all(|d| !d.is_error()), "{:?}", ctx.diagnostics);
-    let store = Arc::new(SqliteStore::open(&dir.join(".weft/state.db")).unwrap());
-    let svc = Arc::new(Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}")));
+    let (store, svc, _importer) = service(&ctx, &dir);
     let app = svc.router();
     tokio::spawn(async move { axum::serve(serve_listener, app).await.unwrap() });
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);

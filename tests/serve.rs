@@ -10,7 +10,9 @@ use axum::{Json, Router};
 use ring::hmac;
 use serde_json::{json, Value};
 use weft::serve::Service;
+use weft::store::journal::{Imported, Journal};
 use weft::store::sqlite::SqliteStore;
+use weft::store::{EventFilter, NewEvent, Payload, Store};
 use weft::validate::ProjectContext;
 
 const SECRET: &str = "whsec-test-9c2f4a7e1b3d5f60";
@@ -36,8 +38,9 @@ async fn ghl_stand_in(seen: Seen) -> String {
     format!("http://{addr}")
 }
 
-fn project(ghl: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("weft-serve-test-{}", std::process::id()));
+/// A project in a temp directory of its own (`name` tells the tests of this file apart).
+fn project(ghl: &str, name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("weft-serve-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("flows")).unwrap();
     std::fs::write(dir.join("secret.txt"), format!("{SECRET}\n")).unwrap();
@@ -62,7 +65,7 @@ fn sign(body: &[u8]) -> String {
 async fn a_signed_webhook_is_persisted_then_run_once() {
     let seen: Seen = Arc::default();
     let ghl = ghl_stand_in(seen.clone()).await;
-    let dir = project(&ghl);
+    let dir = project(&ghl, "test");
     let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
     assert!(ctx.diagnostics.is_empty(), "{:?}", ctx.diagnostics);
     let store = Arc::new(SqliteStore::open(&dir.join(".weft/state.db")).unwrap());
@@ -234,7 +237,11 @@ async fn a_ghl_event_sent_under_its_alias_runs_the_events_flows() {
     let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
     assert!(ctx.diagnostics.iter().all(|d| !d.is_error()), "{:?}", ctx.diagnostics);
     let store = Arc::new(SqliteStore::open(&dir.join(".weft/state.db")).unwrap());
-    let svc = Arc::new(Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}")));
+    // With the ingest journal, as `weft serve` runs: a GHL delivery still commits to the queue before its answer,
+    // which is what lets a replayed `webhookId` get its 409 at once.
+    let journal = Journal::open(&Journal::beside(&dir.join(".weft/state.db"))).unwrap();
+    let svc = Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}"));
+    let svc = Arc::new(svc.with_journal(journal));
     assert!(svc.describe().iter().any(|r| r == "ghl INSTALL → app-installed"), "{:?}", svc.describe());
     assert_eq!(svc.current().flow_count(), 1);
 
@@ -418,4 +425,105 @@ impl std::io::Write for Capture {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_journal_a_delivery_is_answered_before_it_is_queued_and_queued_once() {
+    let dir = project("http://127.0.0.1:9", "journal");
+    let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
+    let db = dir.join(".weft/state.db");
+    let store = Arc::new(SqliteStore::open(&db).unwrap());
+    let svc = Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}"));
+    let svc = svc.with_journal(Journal::open(&Journal::beside(&db)).unwrap());
+    let body = include_bytes!("fixtures/payment.captured.json");
+    let headers = |id: &str| {
+        vec![("x-razorpay-signature".to_string(), sign(body)), ("x-razorpay-event-id".to_string(), id.to_string())]
+    };
+
+    // Answered from the journal: no queue id yet, and nothing in the queue until the importer runs.
+    let accepted = svc.ingest("razorpay", &headers("evt_Journal000001"), body).await.unwrap();
+    assert_eq!((accepted.status, accepted.id), ("accepted", None));
+    assert_eq!(
+        serde_json::to_value(&accepted).unwrap(),
+        json!({"status": "accepted", "event_id": "evt_Journal000001"})
+    );
+    // A re-delivery is accepted the same way; the import drops it, as the queue's dedup always did.
+    svc.ingest("razorpay", &headers("evt_Journal000001"), body).await.unwrap();
+    // Refusals never reach the journal.
+    let forged = vec![("x-razorpay-signature".to_string(), "0".repeat(64))];
+    assert_eq!(svc.ingest("razorpay", &forged, body).await.unwrap_err().0.as_u16(), 401);
+    let all = EventFilter::default();
+    assert!(store.events(&all).unwrap().is_empty());
+    assert_eq!(Journal::waiting(&Journal::beside(&db)).unwrap().1, 1, "one segment waits");
+
+    let imported = svc.import_journal(false).expect("a journal").unwrap();
+    assert_eq!(imported, Imported { new: 1, duplicates: 1, damaged: vec![] });
+    let events = store.events(&all).unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!((events[0].event_id.as_str(), events[0].kind.as_str()), ("evt_Journal000001", "payment.captured"));
+    let raw = rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let stored: String = raw.query_row("SELECT payload FROM events", [], |r| r.get(0)).unwrap();
+    assert_eq!(stored.as_bytes(), body, "the body byte for byte, as signed");
+    let metrics = svc.metrics.render();
+    assert!(metrics.contains("weft_events_received_total 1\n"), "{metrics}");
+    assert!(metrics.contains("weft_events_duplicate_total 1\n"), "{metrics}");
+    assert_eq!(Journal::waiting(&Journal::beside(&db)).unwrap(), (0, 0), "imported segments are deleted");
+    // Nothing new: the next import queues nothing.
+    assert_eq!(svc.import_journal(false).unwrap().unwrap(), Imported::default());
+}
+
+fn journaled(i: usize) -> NewEvent {
+    NewEvent {
+        connection: "razorpay".into(),
+        event_id: format!("evt_left_{i}"),
+        kind: "payment.captured".into(),
+        payload: Payload::from_json(br#"{"event":"payment.captured"}"#).unwrap(),
+        received_at_ms: 1_700_000_000_000,
+    }
+}
+
+#[test]
+fn what_a_dead_server_left_in_its_journal_is_queued_by_the_next_and_a_live_ones_is_not() {
+    use std::io::Write as _;
+    let dir = std::env::temp_dir().join(format!("weft-serve-adopt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = dir.join("state.db");
+    let root = Journal::beside(&db);
+    // A server that dies with two deliveries in its journal, and between them the start of a third that its
+    // write never finished (a full disk): the bytes are junk to the reader.
+    let dead = Journal::open(&root).unwrap();
+    dead.append(&journaled(1)).unwrap();
+    let segment = dead.dir().join(format!("{:016}.open", 1));
+    let junk = b"wJr1\x40\x00\x00\x00 cut short";
+    std::fs::OpenOptions::new().append(true).open(&segment).unwrap().write_all(junk).unwrap();
+    dead.append(&journaled(2)).unwrap();
+    let dead_dir = dead.dir().to_path_buf();
+    // Dropping it releases its lock, as the kernel does when a process is killed; its segment stays `.open`.
+    drop(dead);
+    // A server still running: its journal is its own until it stops.
+    let alive = Journal::open(&root).unwrap();
+    alive.append(&journaled(3)).unwrap();
+
+    let store = SqliteStore::open(&db).unwrap();
+    let next = Journal::open(&root).unwrap();
+    let imported = next.import(&store, true).unwrap();
+    assert_eq!((imported.new, imported.duplicates), (2, 0));
+    let [damage] = imported.damaged.as_slice() else { panic!("{imported:?}") };
+    assert_eq!((damage.segment.as_path(), damage.bytes), (segment.as_path(), junk.len() as u64));
+    assert_eq!(std::fs::read(&damage.kept).unwrap(), junk, "the unreadable bytes are kept, not deleted");
+    assert!(!segment.exists() && !dead_dir.join("lock").exists());
+    let ids = |store: &SqliteStore| {
+        let mut ids: Vec<String> =
+            store.events(&EventFilter::default()).unwrap().into_iter().map(|e| e.event_id).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&store), ["evt_left_1", "evt_left_2"]);
+
+    // Once the other server is gone, its delivery is queued too, and adopting twice queues nothing twice.
+    drop(alive);
+    assert_eq!(next.import(&store, true).unwrap().new, 1);
+    assert_eq!(next.import(&store, true).unwrap(), Imported::default());
+    assert_eq!(ids(&store), ["evt_left_1", "evt_left_2", "evt_left_3"]);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -66,6 +66,16 @@ fn events_and_replay_read_the_durable_queue() {
     assert!(out.contains("evt_Cli000000001"), "replayed event is queued again: {out}");
     assert_eq!(weft(&["replay", "1", "--state", db]).0, weft::cli::EXIT_INVALID, "a queued event cannot be replayed");
     assert_eq!(weft(&["events", "--state", "/nonexistent/state.db"]).0, weft::cli::EXIT_USAGE);
+    assert!(!out.contains("ingest journal"), "{out}");
+
+    // A delivery a server answered and did not queue before it died is not in the queue yet: the list says so.
+    let journal =
+        weft::store::journal::Journal::open(&weft::store::journal::Journal::beside(std::path::Path::new(db))).unwrap();
+    journal.append(&NewEvent { event_id: "evt_Cli000000002".into(), ..event }).unwrap();
+    drop(journal);
+    let (_, out) = weft(&["events", "--state", db]);
+    assert!(out.contains("1 event(s)\nand "), "{out}");
+    assert!(out.contains("bytes of accepted deliveries in 1 ingest journal segment(s) under"), "{out}");
 }
 
 #[test]

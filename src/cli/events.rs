@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
+use crate::store::journal::Journal;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{EventFilter, EventStatus, QueueId, Store};
 use crate::validate::{find_project, ProjectContext};
@@ -80,6 +81,16 @@ pub fn list(state: Option<&Path>, status: Option<&str>, limit: usize) -> i32 {
         );
     }
     outln!("{} event(s)", events.len());
+    // Deliveries `weft serve` answered but has not queued yet (a few milliseconds' worth while it runs; after a
+    // crash, until it starts again) are in none of these lists: say they exist.
+    let journal = Journal::beside(store.path());
+    if let Ok((bytes, segments @ 1..)) = Journal::waiting(&journal) {
+        outln!(
+            "and {bytes} bytes of accepted deliveries in {segments} ingest journal segment(s) under {}: `weft serve` \
+             queues them within milliseconds while it runs, or when it next starts",
+            journal.display()
+        );
+    }
     EXIT_OK
 }
 

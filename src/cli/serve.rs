@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::{EXIT_INVALID, EXIT_OK, EXIT_USAGE};
 use crate::diag::render;
 use crate::serve::{self, Service};
+use crate::store::journal::Journal;
 use crate::store::sqlite::SqliteStore;
 use crate::validate::{find_project, ProjectContext};
 
@@ -31,8 +32,15 @@ pub fn run(paths: &[PathBuf], listen: std::net::SocketAddr, workers: usize, stat
             return EXIT_USAGE;
         }
     };
+    let journal = match Journal::open(&Journal::beside(&db)) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
     let svc = match Service::build(&ctx, paths, store) {
-        Ok(s) => Arc::new(s),
+        Ok(s) => Arc::new(s.with_journal(journal)),
         Err(diags) => {
             super::eprint_diagnostics(&diags);
             return EXIT_INVALID;

@@ -34,7 +34,8 @@ use crate::engine::connection::from_project;
 use crate::engine::plan::{compile_flow, TriggerPlan};
 use crate::engine::retry::RetryPolicy;
 use crate::engine::run::{EventInput, RunStatus, Runner};
-use crate::store::{AfterFailure, Enqueued, NewEvent, Payload, RetryPolicy as QueueRetry, Store};
+use crate::store::journal::{Imported, Journal};
+use crate::store::{AfterFailure, Enqueued, NewEvent, Payload, RetryPolicy as QueueRetry, Store, StoreError};
 use crate::transport::live::Live;
 use crate::validate::ProjectContext;
 use lookup::Lookup;
@@ -62,14 +63,41 @@ pub struct Service {
     wake: tokio::sync::Notify,
     /// Wakes the scheduler and the poller after a reload, so new times and intervals apply at once.
     reloaded: tokio::sync::Notify,
-    /// The group-commit writer, started by the first delivery (or why it could not start).
+    /// The group-commit writer, started by the first delivery it must store (or why it could not start).
     writer: std::sync::OnceLock<Result<std::sync::mpsc::Sender<Waiting>, String>>,
+    /// Where deliveries are made durable before their answer, when set ([`Service::with_journal`]); the
+    /// importer ([`Service::start_importer`]) queues them. Without it each delivery is committed to the queue
+    /// through the writer before its answer.
+    journal: Option<Arc<Journal>>,
 }
 
 /// A delivery and where to send the outcome of its commit. The event goes back with the outcome, so that its
 /// strings are freed by the server thread that allocated them (freeing another thread's memory costs the
 /// allocator more, on both threads).
 type Waiting = (NewEvent, tokio::sync::oneshot::Sender<(NewEvent, Result<Enqueued, String>)>);
+
+/// How often the importer moves the journal's deliveries into the queue: how long an accepted event may wait
+/// before a worker can claim it.
+pub const IMPORT_EVERY: Duration = Duration::from_millis(5);
+/// How often the importer looks for journals that processes now gone left behind.
+const ADOPT_EVERY: Duration = Duration::from_secs(10);
+/// How long the importer waits before trying again after the store failed.
+const IMPORT_RETRY: Duration = Duration::from_secs(1);
+
+/// The running importer ([`Service::start_importer`]); dropping it stops the thread after a last import.
+pub struct Importer {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Importer {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
 
 /// Most deliveries one transaction takes: bounds how long the first of them waits for its answer.
 const MAX_GROUP: usize = 1024;
@@ -100,12 +128,15 @@ fn start_writer(store: Arc<dyn Store>) -> std::io::Result<std::sync::mpsc::Sende
     Ok(tx)
 }
 
-/// The 2xx answer to a delivery: `queued` (stored now) or `duplicate` (stored before, as `id`).
+/// The 2xx answer to a delivery: `accepted` (in the journal, queued by the next import, which drops a
+/// re-delivery), or, where it was committed to the queue before the answer, `queued` (stored now) or `duplicate`
+/// (stored before, as `id`).
 #[derive(Debug, serde::Serialize)]
 pub struct Accepted {
     pub status: &'static str,
-    /// The queue's id for the event.
-    pub id: i64,
+    /// The queue's id for the event (not known yet when `accepted`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
     pub event_id: String,
 }
 
@@ -156,7 +187,17 @@ impl Service {
             wake: tokio::sync::Notify::new(),
             reloaded: tokio::sync::Notify::new(),
             writer: std::sync::OnceLock::new(),
+            journal: None,
         })
+    }
+
+    /// Make deliveries durable in `journal` before answering them, instead of committing each to the queue
+    /// first: what `weft serve` does. Their events reach the queue through [`Service::start_importer`] (or
+    /// [`Service::import_journal`]). A connection that refuses a replayed event id (GHL's `webhookId`: 409) still
+    /// commits before answering, since only the queue can tell a replay at once.
+    pub fn with_journal(mut self, journal: Journal) -> Service {
+        self.journal = Some(Arc::new(journal));
+        self
     }
 
     /// The flows in force now.
@@ -414,12 +455,25 @@ impl Service {
             payload,
             received_at_ms: now.timestamp_millis(),
         };
+        if let Some(journal) = self.journal.as_ref().filter(|_| !inbound.reject_duplicates) {
+            return match journal.append(&event) {
+                Ok(()) => Ok(Accepted { status: "accepted", id: None, event_id: event.event_id }),
+                // Not persisted: the sender must retry, so answer 503 rather than 2xx.
+                Err(e) => Err((
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "could not persist the event: cannot write the ingest journal in {}: {e}",
+                        journal.dir().display()
+                    ),
+                )),
+            };
+        }
         let event_id = event.event_id.clone();
         match self.persist(event).await {
             Ok(Enqueued::New(id)) => {
                 self.metrics.received.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 self.wake.notify_one();
-                Ok(Accepted { status: "queued", id: id.0, event_id })
+                Ok(Accepted { status: "queued", id: Some(id.0), event_id })
             }
             Ok(Enqueued::Duplicate(_)) if inbound.reject_duplicates => {
                 self.metrics.duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -427,11 +481,96 @@ impl Service {
             }
             Ok(Enqueued::Duplicate(id)) => {
                 self.metrics.duplicates.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Ok(Accepted { status: "duplicate", id: id.0, event_id })
+                Ok(Accepted { status: "duplicate", id: Some(id.0), event_id })
             }
             // Not persisted: the sender must retry, so answer 503 rather than 2xx.
             Err(e) => Err((StatusCode::SERVICE_UNAVAILABLE, format!("could not persist the event: {e}"))),
         }
+    }
+
+    /// Queue what the journal holds (see [`Journal::import`]; `adopt`: also what processes that are gone left),
+    /// count it and wake the workers. `None` without a journal. Damage found is logged here.
+    pub fn import_journal(&self, adopt: bool) -> Option<Result<Imported, StoreError>> {
+        let journal = self.journal.as_ref()?;
+        let outcome = journal.import(self.store.as_ref(), adopt);
+        let imported = match &outcome {
+            Ok(imported) => imported,
+            Err(_) => return Some(outcome),
+        };
+        self.metrics.received.fetch_add(imported.new as u64, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.duplicates.fetch_add(imported.duplicates as u64, std::sync::atomic::Ordering::Relaxed);
+        // Each wakes one waiting worker (or leaves a permit): more than there are workers would do nothing.
+        for _ in 0..imported.new.min(64) {
+            self.wake.notify_one();
+        }
+        for damage in &imported.damaged {
+            tracing::error!(
+                "the ingest journal segment {} had {} unreadable bytes from offset {} (a write cut short, or a damaged \
+                 disk): the events around them were queued, the bytes are kept in {} for inspection",
+                damage.segment.display(),
+                damage.bytes,
+                damage.offset,
+                damage.kept.display()
+            );
+        }
+        Some(outcome)
+    }
+
+    /// Start the thread that moves the journal's deliveries into the queue every [`IMPORT_EVERY`] (and at once,
+    /// what a previous process left); `None` without a journal. Dropping the [`Importer`] stops it after a last
+    /// import.
+    pub fn start_importer(self: &Arc<Self>) -> std::io::Result<Option<Importer>> {
+        let Some(journal) = self.journal.clone() else { return Ok(None) };
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let svc = self.clone();
+        let thread = std::thread::Builder::new().name("weft-import".into()).spawn(move || {
+            let mut last_adopt: Option<Instant> = None;
+            // While the store fails: since when, and when to try again.
+            let mut failing: Option<(Instant, Instant)> = None;
+            loop {
+                let stopping =
+                    !matches!(stopped.recv_timeout(IMPORT_EVERY), Err(std::sync::mpsc::RecvTimeoutError::Timeout));
+                let now = Instant::now();
+                let adopt = last_adopt.is_none_or(|at| now.duration_since(at) >= ADOPT_EVERY);
+                let due = match failing {
+                    Some((_, retry)) => now >= retry,
+                    None => adopt || journal.has_appended(),
+                };
+                if stopping || due {
+                    match svc.import_journal(adopt && !stopping) {
+                        Some(Ok(_)) => {
+                            if let Some((since, _)) = failing.take() {
+                                tracing::info!(
+                                    "the ingest journal's events reach the queue again (after {:.1} s)",
+                                    since.elapsed().as_secs_f64()
+                                );
+                            }
+                            if adopt {
+                                last_adopt = Some(now);
+                            }
+                        }
+                        Some(Err(e)) => {
+                            if failing.is_none() || stopping {
+                                tracing::warn!(
+                                    "cannot move the ingest journal's events into the queue: {e}; they stay in {} \
+                                     (answered deliveries are safe there) and are tried again every {} s{}",
+                                    journal.dir().display(),
+                                    IMPORT_RETRY.as_secs(),
+                                    if stopping { ", and when weft serve next starts" } else { "" }
+                                );
+                            }
+                            let since = failing.map_or(now, |(since, _)| since);
+                            failing = Some((since, now + IMPORT_RETRY));
+                        }
+                        None => {}
+                    }
+                }
+                if stopping {
+                    return;
+                }
+            }
+        })?;
+        Ok(Some(Importer { stop: Some(stop), thread: Some(thread) }))
     }
 
     /// Store one delivery through the group commit; returns once it is in the database.
@@ -646,6 +785,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    let importer = svc.start_importer()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut handles = Vec::new();
     for _ in 0..workers.max(1) {
@@ -656,6 +796,9 @@ pub async fn run(
     handles.push(tokio::spawn(svc.clone().watch(stop_rx.clone())));
     let app = svc.router();
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    // No delivery arrives any more: the last import queues what was accepted, so nothing waits in the journal
+    // for the next start (or, should the store fail now, it does, and the next start imports it).
+    let _ = tokio::task::spawn_blocking(move || drop(importer)).await;
     let _ = stop_tx.send(true);
     svc.wake.notify_waiters();
     for h in handles {

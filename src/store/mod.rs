@@ -6,6 +6,7 @@
 //! queue. Calls are synchronous and short: the async engine holds no lock across an `.await`.
 
 mod error;
+pub mod journal;
 mod queue;
 pub mod sqlite;
 

@@ -413,7 +413,7 @@ mod tests {
             tx.execute("INSERT INTO t (k, v) VALUES (?1, ?2)", (format!("{n}-{r}"), vec![(n % 251) as u8; size]))
                 .unwrap();
         }
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             tx.execute("UPDATE t SET v = zeroblob(300) WHERE id % 13 = ?1", [(n % 13) as i64]).unwrap();
         }
         tx.commit().unwrap();
