@@ -1,13 +1,16 @@
 //! `cargo bench --bench ingest`: webhook ingest (issue 6, item 4a). Signed Razorpay `payment.captured`
-//! deliveries → `weft serve`'s `POST /hooks/razorpay` (verify the HMAC, read the event id, enqueue into SQLite
-//! in WAL, answer 200 `queued`), against a bare axum handler that reads the body and answers 200, both on
-//! loopback in this process. Target: weft ≥ 50% of the bare handler's requests/s, with p99 < 25 ms.
+//! deliveries → `weft serve`'s `POST /hooks/razorpay` (verify the HMAC, read the event id, append to the
+//! ingest journal, answer 200 `accepted`; the importer queues them into SQLite in WAL every 5 ms, as in `weft
+//! serve`), against a bare axum handler that reads the body and answers 200, both on loopback in this process.
+//! Target: weft ≥ 50% of the bare handler's requests/s, with p99 < 25 ms. `WEFT_INGEST_JOURNAL=off` measures
+//! the design before it (each delivery committed to the queue before its answer) in the same binary.
 //!
 //! Set-up (chosen so that the two targets differ only in the handler):
 //! - each server runs on its own tokio runtime with 2 worker threads (what `weft serve` uses), the load
 //!   generator on a third runtime; all three are separate OS threads, sharing the machine's cores. Only one
 //!   server has traffic at a time. Workers (`Service::work`) are NOT started: this measures ingest only, and
-//!   every queued event stays in the table, which is counted after each weft round (nothing may be lost).
+//!   every queued event stays in the table, which is counted after each weft round (nothing may be lost:
+//!   every accepted event must be in the queue, once, within 5 s).
 //! - the load generator is a minimal HTTP/1.1 client over tokio `TcpStream`s: N keep-alive connections, one
 //!   request in flight on each (closed loop), requests fully serialised *before* timing (headers, a unique
 //!   `x-razorpay-event-id`, the signature over the real sample body), so the client's own CPU cost is little
@@ -23,7 +26,8 @@
 //! same checks through both clients, no timing claims. Knobs (env): WEFT_INGEST_CLIENT (raw | reqwest),
 //! WEFT_INGEST_REQUESTS (50000 per run), WEFT_INGEST_CONCURRENCY (32), WEFT_INGEST_ROUNDS (3),
 //! WEFT_INGEST_WARMUP (2000), WEFT_INGEST_CLIENT_THREADS (1), WEFT_INGEST_SERVER_THREADS (2),
-//! WEFT_INGEST_IDS (sequential | random: event ids in no order, as GHL's `webhookId` UUIDs are).
+//! WEFT_INGEST_IDS (sequential | random: event ids in no order, as GHL's `webhookId` UUIDs are),
+//! WEFT_INGEST_JOURNAL (on | off).
 //! Results: benches/INGEST_RESULTS.md.
 
 use std::net::SocketAddr;

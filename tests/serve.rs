@@ -527,3 +527,29 @@ fn what_a_dead_server_left_in_its_journal_is_queued_by_the_next_and_a_live_ones_
     assert_eq!(ids(&store), ["evt_left_1", "evt_left_2", "evt_left_3"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn deliveries_stay_in_the_journal_while_the_queue_is_locked_and_are_queued_once_it_is_free() {
+    let dir = std::env::temp_dir().join(format!("weft-serve-locked-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = dir.join("state.db");
+    let store = SqliteStore::open(&db).unwrap();
+    let journal = Journal::open(&Journal::beside(&db)).unwrap();
+    for i in 0..3 {
+        journal.append(&journaled(i)).unwrap();
+    }
+    // Another process holds the write lock past the busy timeout (a long `weft replay`, a backup tool).
+    let other = rusqlite::Connection::open(&db).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let err = journal.import(&store, false).unwrap_err();
+    assert!(err.to_string().contains("another process keeps it locked"), "{err}");
+    assert_eq!(Journal::waiting(&Journal::beside(&db)).unwrap().1, 1, "the deliveries wait, sealed");
+    // Appends go on meanwhile, into the next segment.
+    journal.append(&journaled(3)).unwrap();
+    other.execute_batch("ROLLBACK").unwrap();
+    let imported = journal.import(&store, false).unwrap();
+    assert_eq!((imported.new, imported.duplicates), (4, 0));
+    assert_eq!(store.events(&EventFilter::default()).unwrap().len(), 4);
+    assert_eq!(Journal::waiting(&Journal::beside(&db)).unwrap(), (0, 0));
+    let _ = std::fs::remove_dir_all(&dir);
+}

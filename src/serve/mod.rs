@@ -1,8 +1,11 @@
 //! `weft serve`: webhooks in, verified, persisted before answering, then run by workers.
 //!
 //! `POST /hooks/{connection}` checks the connector's signature scheme on the raw body, reads the event's
-//! type and id, and inserts it into the durable queue (deduplicated on connection + event id) *before*
-//! answering 2xx, so an accepted event survives a crash. A JSON body is stored as received; a form body
+//! type and id, and makes it durable *before* answering 2xx, so an accepted event survives a crash: appended
+//! to the ingest journal ([`Service::with_journal`], what `weft serve` uses), from which the importer moves it
+//! into the queue (deduplicated on connection + event id) every [`IMPORT_EVERY`]; or, for a connection that
+//! answers a replayed id with 409 (GHL) and for a service without a journal, committed to the queue through
+//! the group-commit writer. A JSON body is stored as received; a form body
 //! (`webhooks.content_type: form`, payhere.lk) as the JSON object of its fields. Workers claim queued events,
 //! run every flow whose webhook trigger matches, and mark the event done, or failed with a retry time, or dead
 //! after the last attempt. `GET /healthz` and `GET /metrics` (Prometheus) report on it.
@@ -537,7 +540,17 @@ impl Service {
                     None => adopt || journal.has_appended(),
                 };
                 if stopping || due {
-                    match svc.import_journal(adopt && !stopping) {
+                    // A panic in the store fails this import (tried again, like any failure), not every later one.
+                    let import = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        svc.import_journal(adopt && !stopping)
+                    }));
+                    let import = import.unwrap_or_else(|_| {
+                        Some(Err(StoreError::Io {
+                            path: journal.dir().to_owned(),
+                            cause: std::io::Error::other("the import panicked"),
+                        }))
+                    });
+                    match import {
                         Some(Ok(_)) => {
                             if let Some((since, _)) = failing.take() {
                                 tracing::info!(

@@ -158,8 +158,17 @@ impl Journal {
         if self.appended.load(Ordering::Relaxed) == 0 {
             return Ok(());
         }
-        let next = private_file(&segment_path(&self.dir, active.seq + 1, OPEN), true)?;
-        fs::rename(segment_path(&self.dir, active.seq, OPEN), segment_path(&self.dir, active.seq, SEALED))?;
+        // The next segment first: should it fail, appends go on into the current one, which is never sealed
+        // without a successor to take over (a sealed segment may be imported and deleted at any time).
+        let next_path = segment_path(&self.dir, active.seq + 1, OPEN);
+        let next = private_file(&next_path, true)?;
+        if let Err(e) =
+            fs::rename(segment_path(&self.dir, active.seq, OPEN), segment_path(&self.dir, active.seq, SEALED))
+        {
+            // Not sealed: the current segment stays active, and the next try starts from a clean slate.
+            let _ = fs::remove_file(&next_path);
+            return Err(e);
+        }
         *active = Segment { file: next, seq: active.seq + 1 };
         self.appended.store(0, Ordering::Relaxed);
         Ok(())
