@@ -528,28 +528,42 @@ fn what_a_dead_server_left_in_its_journal_is_queued_by_the_next_and_a_live_ones_
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-#[test]
-fn deliveries_stay_in_the_journal_while_the_queue_is_locked_and_are_queued_once_it_is_free() {
-    let dir = std::env::temp_dir().join(format!("weft-serve-locked-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let db = dir.join("state.db");
-    let store = SqliteStore::open(&db).unwrap();
-    let journal = Journal::open(&Journal::beside(&db)).unwrap();
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_stay_in_the_journal_while_the_queue_is_locked_and_are_queued_once_it_is_free() {
+    let dir = project("http://127.0.0.1:9", "locked");
+    let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
+    let db = dir.join(".weft/state.db");
+    let store = Arc::new(SqliteStore::open(&db).unwrap());
+    let svc = Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}"));
+    let svc = svc.with_journal(Journal::open(&Journal::beside(&db)).unwrap());
+    let body = include_bytes!("fixtures/payment.captured.json");
+    let deliver = |i: usize| {
+        let headers = vec![
+            ("x-razorpay-signature".to_string(), sign(body)),
+            ("x-razorpay-event-id".to_string(), format!("evt_{i}")),
+        ];
+        let svc = &svc;
+        async move { svc.ingest("razorpay", &headers, body).await.unwrap().status }
+    };
     for i in 0..3 {
-        journal.append(&journaled(i)).unwrap();
+        assert_eq!(deliver(i).await, "accepted");
     }
     // Another process holds the write lock past the busy timeout (a long `weft replay`, a backup tool).
     let other = rusqlite::Connection::open(&db).unwrap();
     other.execute_batch("BEGIN IMMEDIATE").unwrap();
-    let err = journal.import(&store, false).unwrap_err();
+    let err = svc.import_journal(false).unwrap().unwrap_err();
     assert!(err.to_string().contains("another process keeps it locked"), "{err}");
     assert_eq!(Journal::waiting(&Journal::beside(&db)).unwrap().1, 1, "the deliveries wait, sealed");
-    // Appends go on meanwhile, into the next segment.
-    journal.append(&journaled(3)).unwrap();
+    let metrics = svc.metrics.render();
+    assert!(metrics.contains("weft_journal_import_failures_total 1\n"), "{metrics}");
+    let waiting = format!("weft_journal_waiting_bytes {}\n", Journal::waiting(&Journal::beside(&db)).unwrap().0);
+    assert!(metrics.contains(&waiting) && !waiting.ends_with(" 0\n"), "{metrics}");
+    // Deliveries are still accepted meanwhile, into the next segment.
+    assert_eq!(deliver(3).await, "accepted");
     other.execute_batch("ROLLBACK").unwrap();
-    let imported = journal.import(&store, false).unwrap();
+    let imported = svc.import_journal(false).unwrap().unwrap();
     assert_eq!((imported.new, imported.duplicates), (4, 0));
     assert_eq!(store.events(&EventFilter::default()).unwrap().len(), 4);
     assert_eq!(Journal::waiting(&Journal::beside(&db)).unwrap(), (0, 0));
-    let _ = std::fs::remove_dir_all(&dir);
+    assert!(svc.metrics.render().contains("weft_journal_waiting_bytes 0\n"));
 }

@@ -17,6 +17,12 @@ pub struct Metrics {
     pub processed: AtomicU64,
     pub failed: AtomicU64,
     pub dead: AtomicU64,
+    /// Imports from the ingest journal into the queue that failed (each retried a second later).
+    pub journal_failures: AtomicU64,
+    /// Bytes of accepted deliveries still in the journal when the last import failed; 0 once one succeeds.
+    pub journal_waiting: AtomicU64,
+    /// Bytes of journal segments that held no readable record (kept in `.damaged` files).
+    pub journal_damaged: AtomicU64,
     latency_buckets: [AtomicU64; 9],
     latency_count: AtomicU64,
     latency_sum_us: AtomicU64,
@@ -58,11 +64,28 @@ impl Metrics {
             ("weft_events_processed_total", "Events whose flows all succeeded.", &self.processed),
             ("weft_events_failed_total", "Event runs that failed (retried later or dead-lettered).", &self.failed),
             ("weft_events_dead_total", "Events moved to the dead letters after their last attempt.", &self.dead),
+            (
+                "weft_journal_import_failures_total",
+                "Failed moves of accepted deliveries from the ingest journal into the queue (retried).",
+                &self.journal_failures,
+            ),
+            (
+                "weft_journal_damaged_bytes_total",
+                "Bytes of ingest journal segments with no readable record, kept in .damaged files.",
+                &self.journal_damaged,
+            ),
         ];
         for (name, help, value) in counters {
             let _ =
                 writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
         }
+        let _ = writeln!(
+            out,
+            "# HELP weft_journal_waiting_bytes Accepted deliveries not yet queued when the last import from the \
+             ingest journal failed (0 after one succeeds).\n# TYPE weft_journal_waiting_bytes gauge\n\
+             weft_journal_waiting_bytes {}",
+            self.journal_waiting.load(Ordering::Relaxed)
+        );
         let _ = writeln!(out, "# HELP weft_run_duration_seconds Time to run one event's flows.\n# TYPE weft_run_duration_seconds histogram");
         for (i, bound) in BUCKETS.iter().enumerate() {
             let _ = writeln!(

@@ -496,10 +496,17 @@ impl Service {
     pub fn import_journal(&self, adopt: bool) -> Option<Result<Imported, StoreError>> {
         let journal = self.journal.as_ref()?;
         let outcome = journal.import(self.store.as_ref(), adopt);
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
         let imported = match &outcome {
             Ok(imported) => imported,
-            Err(_) => return Some(outcome),
+            Err(_) => {
+                self.metrics.journal_failures.fetch_add(1, relaxed);
+                let waiting = Journal::waiting(journal.root()).map_or(0, |(bytes, _)| bytes);
+                self.metrics.journal_waiting.store(waiting, relaxed);
+                return Some(outcome);
+            }
         };
+        self.metrics.journal_waiting.store(0, relaxed);
         self.metrics.received.fetch_add(imported.new as u64, std::sync::atomic::Ordering::Relaxed);
         self.metrics.duplicates.fetch_add(imported.duplicates as u64, std::sync::atomic::Ordering::Relaxed);
         // Each wakes one waiting worker (or leaves a permit): more than there are workers would do nothing.
@@ -507,6 +514,7 @@ impl Service {
             self.wake.notify_one();
         }
         for damage in &imported.damaged {
+            self.metrics.journal_damaged.fetch_add(damage.bytes, relaxed);
             tracing::error!(
                 "the ingest journal segment {} had {} unreadable bytes from offset {} (a write cut short, or a damaged \
                  disk): the events around them were queued, the bytes are kept in {} for inspection",

@@ -125,6 +125,11 @@ impl Journal {
         })
     }
 
+    /// Where every process's journal directory is (the root given to [`Journal::open`]).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// This process's directory (under the root given to [`Journal::open`]).
     pub fn dir(&self) -> &Path {
         &self.dir
