@@ -493,7 +493,12 @@ fn what_a_dead_server_left_in_its_journal_is_queued_by_the_next_and_a_live_ones_
     // write never finished (a full disk): the bytes are junk to the reader.
     let dead = Journal::open(&root).unwrap();
     dead.append(&journaled(1)).unwrap();
-    let segment = dead.dir().join(format!("{:016}.open", 1));
+    // The test's thread appends to one shard of the journal; its segment is the one file there.
+    let segment = std::fs::read_dir(dead.dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::metadata(p).unwrap().len() > 0)
+        .unwrap();
     let junk = b"wJr1\x40\x00\x00\x00 cut short";
     std::fs::OpenOptions::new().append(true).open(&segment).unwrap().write_all(junk).unwrap();
     dead.append(&journaled(2)).unwrap();

@@ -13,7 +13,10 @@
 //!
 //! On disk, beside the database: `state.db-ingest/<owner>/`, one directory per process that appends
 //! (`<owner>` = `{pid}-{start ms}-{n}`), holding `lock` (an exclusive file lock kept for the journal's life) and
-//! segments `{seq:016}.open` (being appended to) and `{seq:016}.sealed` (closed, waiting for import). A
+//! segments `{shard}-{seq:016}.open` (being appended to) and `.sealed` (closed, waiting for import). Each
+//! appending thread writes to a shard of its own (as many shards as cores): two threads appending to one file
+//! queue on the file's lock in the kernel. Order across shards is not kept (nor needed: workers run events
+//! concurrently anyway); the queue's dedup key, not the order, is what keeps an event from running twice. A
 //! directory whose lock can be taken belongs to a process that is gone (crashed, killed): the next journal to
 //! look imports its segments and removes it, so several servers may share one state file.
 //!
@@ -47,14 +50,19 @@ pub struct Journal {
     root: PathBuf,
     /// This process's directory under `root`.
     dir: PathBuf,
-    active: RwLock<Segment>,
-    /// Bytes appended to the active segment (reset when it is sealed): nothing to seal while 0.
-    appended: AtomicU64,
+    /// The active segment of each shard; a thread appends to shard `its number % len`.
+    shards: Box<[Shard]>,
     /// A segment partly imported when the store failed: its path and how many of its events are committed, so
     /// the retry does not count them again as duplicates.
     progress: Mutex<Option<(PathBuf, usize)>>,
     /// Held (locked) for the journal's life: tells other processes this directory's owner is alive.
     _lock: File,
+}
+
+struct Shard {
+    active: RwLock<Segment>,
+    /// Bytes appended to the active segment (reset when it is sealed): nothing to seal while 0.
+    appended: AtomicU64,
 }
 
 struct Segment {
@@ -114,15 +122,15 @@ impl Journal {
         lock.try_lock().map_err(|e| io(io::Error::other(e.to_string())))?;
         let dir = root.join(&name);
         fs::rename(&making, &dir).map_err(io)?;
-        let file = private_file(&segment_path(&dir, 1, OPEN), true).map_err(io)?;
-        Ok(Journal {
-            root: root.to_owned(),
-            dir,
-            active: RwLock::new(Segment { file, seq: 1 }),
-            appended: AtomicU64::new(0),
-            progress: Mutex::new(None),
-            _lock: lock,
-        })
+        let count = std::thread::available_parallelism().map_or(1, |n| n.get()).min(16);
+        let shards = (0..count)
+            .map(|shard| {
+                let file = private_file(&segment_path(&dir, shard, 1, OPEN), true)?;
+                Ok(Shard { active: RwLock::new(Segment { file, seq: 1 }), appended: AtomicU64::new(0) })
+            })
+            .collect::<io::Result<Box<[Shard]>>>()
+            .map_err(io)?;
+        Ok(Journal { root: root.to_owned(), dir, shards, progress: Mutex::new(None), _lock: lock })
     }
 
     /// Where every process's journal directory is (the root given to [`Journal::open`]).
@@ -140,11 +148,18 @@ impl Journal {
     /// left are skipped when the segment is read).
     pub fn append(&self, event: &NewEvent) -> io::Result<()> {
         let record = encode(event)?;
-        let active = self.active.read().unwrap_or_else(PoisonError::into_inner);
+        thread_local! {
+            static THREAD: usize = {
+                static THREADS: AtomicU64 = AtomicU64::new(0);
+                THREADS.fetch_add(1, Ordering::Relaxed) as usize
+            };
+        }
+        let shard = &self.shards[THREAD.with(|n| *n) % self.shards.len()];
+        let active = shard.active.read().unwrap_or_else(PoisonError::into_inner);
         // One call, never a second for the rest: with O_APPEND each call lands whole at the end, and the rest
         // written by a second call could land after another thread's record.
         let written = (&active.file).write(&record)?;
-        self.appended.fetch_add(written as u64, Ordering::Relaxed);
+        shard.appended.fetch_add(written as u64, Ordering::Relaxed);
         if written != record.len() {
             return Err(io::Error::new(io::ErrorKind::WriteZero, "the journal write was cut short"));
         }
@@ -153,29 +168,37 @@ impl Journal {
 
     /// Whether anything was appended since the last seal.
     pub fn has_appended(&self) -> bool {
-        self.appended.load(Ordering::Relaxed) > 0
+        self.shards.iter().any(|shard| shard.appended.load(Ordering::Relaxed) > 0)
     }
 
-    /// Close the active segment for import and start the next one; nothing happens when it is empty. Waits for
-    /// appends in progress: a sealed segment is never written again.
+    /// Close each shard's active segment for import and start its next one; an empty one is left as it is.
+    /// Waits for appends in progress: a sealed segment is never written again.
     fn seal(&self) -> io::Result<()> {
-        let mut active = self.active.write().unwrap_or_else(PoisonError::into_inner);
-        if self.appended.load(Ordering::Relaxed) == 0 {
+        for (number, shard) in self.shards.iter().enumerate() {
+            self.seal_shard(number, shard)?;
+        }
+        Ok(())
+    }
+
+    fn seal_shard(&self, number: usize, shard: &Shard) -> io::Result<()> {
+        let mut active = shard.active.write().unwrap_or_else(PoisonError::into_inner);
+        if shard.appended.load(Ordering::Relaxed) == 0 {
             return Ok(());
         }
         // The next segment first: should it fail, appends go on into the current one, which is never sealed
         // without a successor to take over (a sealed segment may be imported and deleted at any time).
-        let next_path = segment_path(&self.dir, active.seq + 1, OPEN);
+        let next_path = segment_path(&self.dir, number, active.seq + 1, OPEN);
         let next = private_file(&next_path, true)?;
-        if let Err(e) =
-            fs::rename(segment_path(&self.dir, active.seq, OPEN), segment_path(&self.dir, active.seq, SEALED))
-        {
+        if let Err(e) = fs::rename(
+            segment_path(&self.dir, number, active.seq, OPEN),
+            segment_path(&self.dir, number, active.seq, SEALED),
+        ) {
             // Not sealed: the current segment stays active, and the next try starts from a clean slate.
             let _ = fs::remove_file(&next_path);
             return Err(e);
         }
         *active = Segment { file: next, seq: active.seq + 1 };
-        self.appended.store(0, Ordering::Relaxed);
+        shard.appended.store(0, Ordering::Relaxed);
         Ok(())
     }
 
@@ -271,11 +294,11 @@ impl Journal {
 const OPEN: &str = "open";
 const SEALED: &str = "sealed";
 
-fn segment_path(dir: &Path, seq: u64, state: &str) -> PathBuf {
-    dir.join(format!("{seq:016}.{state}"))
+fn segment_path(dir: &Path, shard: usize, seq: u64, state: &str) -> PathBuf {
+    dir.join(format!("{shard}-{seq:016}.{state}"))
 }
 
-/// The segments in `dir` with one of `states`, in sequence order (the names sort as their numbers).
+/// The segments in `dir` with one of `states`, each shard's in sequence order.
 fn segments(dir: &Path, states: &[&str]) -> io::Result<Vec<PathBuf>> {
     let mut found: Vec<PathBuf> = fs::read_dir(dir)?
         .map(|entry| entry.map(|e| e.path()))
