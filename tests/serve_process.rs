@@ -213,5 +213,8 @@ fn a_killed_server_loses_no_delivery_it_answered_and_runs_each_once_after_its_re
     assert_eq!(weft::store::journal::Journal::waiting(&dir.join(".weft/state.db-ingest")).unwrap(), (0, 0));
     serve.signal("TERM");
     assert_eq!(serve.wait_exit(Duration::from_secs(15)), Some(0));
+    // The dead server's journal was adopted and removed, and a clean stop removes the server's own.
+    let left: Vec<_> = std::fs::read_dir(dir.join(".weft/state.db-ingest")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -553,7 +553,7 @@ impl Service {
                         svc.import_journal(adopt && !stopping)
                     }));
                     let import = import.unwrap_or_else(|_| {
-                        Some(Err(StoreError::Io {
+                        Some(Err(StoreError::Journal {
                             path: journal.dir().to_owned(),
                             cause: std::io::Error::other("the import panicked"),
                         }))

@@ -9,6 +9,9 @@ pub enum StoreError {
     /// Creating the directory or the file, or tightening its permissions.
     #[error("cannot prepare the state database {path}: {cause}")]
     Io { path: PathBuf, cause: std::io::Error },
+    /// The ingest journal (`<state.db>-ingest`, src/store/journal.rs) could not be read or written at `path`.
+    #[error("ingest journal {path}: {cause}")]
+    Journal { path: PathBuf, cause: std::io::Error },
     /// SQLite refused `action`.
     #[error("state database {path}: cannot {action}: {cause}")]
     Sqlite { path: PathBuf, action: &'static str, cause: rusqlite::Error },

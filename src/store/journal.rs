@@ -108,7 +108,7 @@ impl Journal {
     /// Start a journal of this process's own under `root` (created owner-only if missing). Segments left by
     /// processes that are gone are imported by the first [`Journal::import`] with `adopt`.
     pub fn open(root: &Path) -> Result<Journal, StoreError> {
-        let io = |cause| StoreError::Io { path: root.to_owned(), cause };
+        let io = |cause| StoreError::Journal { path: root.to_owned(), cause };
         create_private_dir(root).map_err(io)?;
         let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
         // The count tells apart two journals one process opens within a millisecond (tests do).
@@ -208,7 +208,7 @@ impl Journal {
     pub fn import(&self, store: &dyn Store, adopt: bool) -> Result<Imported, StoreError> {
         let io = |path: &Path| {
             let path = path.to_owned();
-            move |cause| StoreError::Io { path, cause }
+            move |cause| StoreError::Journal { path, cause }
         };
         self.seal().map_err(io(&self.dir))?;
         let mut imported = Imported::default();
@@ -230,7 +230,7 @@ impl Journal {
     }
 
     fn import_segment(&self, store: &dyn Store, path: &Path, imported: &mut Imported) -> Result<(), StoreError> {
-        let io = |cause| StoreError::Io { path: path.to_owned(), cause };
+        let io = |cause| StoreError::Journal { path: path.to_owned(), cause };
         let bytes = fs::read(path).map_err(io)?;
         let read = read_segment(&bytes);
         let mut progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
@@ -288,6 +288,23 @@ impl Journal {
             }
         }
         Ok(total)
+    }
+}
+
+impl Drop for Journal {
+    /// A journal left with nothing to import (a clean shutdown) removes its directory; otherwise it stays, with
+    /// its lock released, for the next journal to adopt.
+    fn drop(&mut self) {
+        if self.has_appended() || segments(&self.dir, &[SEALED]).is_ok_and(|sealed| !sealed.is_empty()) {
+            return;
+        }
+        if let Ok(open) = segments(&self.dir, &[OPEN]) {
+            for segment in open {
+                let _ = fs::remove_file(segment);
+            }
+        }
+        let _ = fs::remove_file(self.dir.join("lock"));
+        let _ = fs::remove_dir(&self.dir);
     }
 }
 
