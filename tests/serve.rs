@@ -516,6 +516,12 @@ fn what_a_dead_server_left_in_its_journal_is_queued_by_the_next_and_a_live_ones_
     let [damage] = imported.damaged.as_slice() else { panic!("{imported:?}") };
     assert_eq!((damage.segment.as_path(), damage.bytes), (segment.as_path(), junk.len() as u64));
     assert_eq!(std::fs::read(&damage.kept).unwrap(), junk, "the unreadable bytes are kept, not deleted");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&damage.kept).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "owner-only: the bytes may hold a customer's details");
+    }
     assert!(!segment.exists() && !dead_dir.join("lock").exists());
     let ids = |store: &SqliteStore| {
         let mut ids: Vec<String> =

@@ -507,8 +507,8 @@ impl Service {
             }
         };
         self.metrics.journal_waiting.store(0, relaxed);
-        self.metrics.received.fetch_add(imported.new as u64, std::sync::atomic::Ordering::Relaxed);
-        self.metrics.duplicates.fetch_add(imported.duplicates as u64, std::sync::atomic::Ordering::Relaxed);
+        self.metrics.received.fetch_add(imported.new as u64, relaxed);
+        self.metrics.duplicates.fetch_add(imported.duplicates as u64, relaxed);
         // Each wakes one waiting worker (or leaves a permit): more than there are workers would do nothing.
         for _ in 0..imported.new.min(64) {
             self.wake.notify_one();

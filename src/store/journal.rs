@@ -202,8 +202,8 @@ impl Journal {
         Ok(())
     }
 
-    /// Seal the active segment and move every sealed one into `store`, oldest first, deleting each once its
-    /// events are committed. With `adopt`, also the segments of processes that are gone. Stops at the first
+    /// Seal each shard's active segment and move every sealed one into `store`, each shard's oldest first,
+    /// deleting each once its events are committed. With `adopt`, also the segments of processes that are gone. Stops at the first
     /// failure; what was not imported stays on disk for the next call.
     pub fn import(&self, store: &dyn Store, adopt: bool) -> Result<Imported, StoreError> {
         let io = |path: &Path| {
@@ -259,7 +259,8 @@ impl Journal {
             for (start, end) in &read.skipped {
                 copy.extend_from_slice(&bytes[*start..*end]);
             }
-            fs::write(&kept, &copy).map_err(io)?;
+            // Owner-only, like the segment: the bytes may hold a customer's details.
+            private_file(&kept, false).and_then(|mut file| file.write_all(&copy)).map_err(io)?;
             imported.damaged.push(Damage {
                 segment: path.to_owned(),
                 kept,
@@ -354,13 +355,14 @@ fn create_private_dir(dir: &Path) -> io::Result<()> {
     builder.create(dir)
 }
 
-/// A file readable by its owner only (a journal holds customers' details): appended to, or opened to lock.
+/// A file readable by its owner only (a journal holds customers' details): a new segment to append to, or a
+/// file to lock or to write whole.
 fn private_file(path: &Path, append: bool) -> io::Result<File> {
     let mut options = OpenOptions::new();
     if append {
         options.append(true).create_new(true);
     } else {
-        options.write(true).create(true);
+        options.write(true).create(true).truncate(true);
     }
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
