@@ -427,14 +427,21 @@ impl std::io::Write for Capture {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_journal_a_delivery_is_answered_before_it_is_queued_and_queued_once() {
-    let dir = project("http://127.0.0.1:9", "journal");
+/// A project's service with the ingest journal (no GHL behind it: nothing here runs a flow), its state file and
+/// its store.
+fn journaled_service(name: &str) -> (std::path::PathBuf, Arc<SqliteStore>, Service) {
+    let dir = project("http://127.0.0.1:9", name);
     let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
     let db = dir.join(".weft/state.db");
     let store = Arc::new(SqliteStore::open(&db).unwrap());
     let svc = Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}"));
     let svc = svc.with_journal(Journal::open(&Journal::beside(&db)).unwrap());
+    (db, store, svc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_journal_a_delivery_is_answered_before_it_is_queued_and_queued_once() {
+    let (db, store, svc) = journaled_service("journal");
     let body = include_bytes!("fixtures/payment.captured.json");
     let headers = |id: &str| {
         vec![("x-razorpay-signature".to_string(), sign(body)), ("x-razorpay-event-id".to_string(), id.to_string())]
@@ -541,12 +548,7 @@ fn what_a_dead_server_left_in_its_journal_is_queued_by_the_next_and_a_live_ones_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deliveries_stay_in_the_journal_while_the_queue_is_locked_and_are_queued_once_it_is_free() {
-    let dir = project("http://127.0.0.1:9", "locked");
-    let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
-    let db = dir.join(".weft/state.db");
-    let store = Arc::new(SqliteStore::open(&db).unwrap());
-    let svc = Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}"));
-    let svc = svc.with_journal(Journal::open(&Journal::beside(&db)).unwrap());
+    let (db, store, svc) = journaled_service("locked");
     let body = include_bytes!("fixtures/payment.captured.json");
     let deliver = |i: usize| {
         let headers = vec![
