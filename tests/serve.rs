@@ -518,7 +518,11 @@ fn what_a_dead_server_left_in_its_journal_is_queued_by_the_next_and_a_live_ones_
 
     let store = SqliteStore::open(&db).unwrap();
     let next = Journal::open(&root).unwrap();
-    let imported = next.import(&store, true).unwrap();
+    let import = || {
+        let mut imported = Imported::default();
+        next.import(&store, true, &mut imported).map(|()| imported)
+    };
+    let imported = import().unwrap();
     assert_eq!((imported.new, imported.duplicates), (2, 0));
     let [damage] = imported.damaged.as_slice() else { panic!("{imported:?}") };
     assert_eq!((damage.segment.as_path(), damage.bytes), (segment.as_path(), junk.len() as u64));
@@ -540,8 +544,8 @@ fn what_a_dead_server_left_in_its_journal_is_queued_by_the_next_and_a_live_ones_
 
     // Once the other server is gone, its delivery is queued too, and adopting twice queues nothing twice.
     drop(alive);
-    assert_eq!(next.import(&store, true).unwrap().new, 1);
-    assert_eq!(next.import(&store, true).unwrap(), Imported::default());
+    assert_eq!(import().unwrap().new, 1);
+    assert_eq!(import().unwrap(), Imported::default());
     assert_eq!(ids(&store), ["evt_left_1", "evt_left_2", "evt_left_3"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -579,4 +583,27 @@ async fn deliveries_stay_in_the_journal_while_the_queue_is_locked_and_are_queued
     assert_eq!(store.events(&EventFilter::default()).unwrap().len(), 4);
     assert_eq!(Journal::waiting(&Journal::beside(&db)).unwrap(), (0, 0));
     assert!(svc.metrics.render().contains("weft_journal_waiting_bytes 0\n"));
+}
+
+#[test]
+fn a_segment_that_cannot_be_read_does_not_hold_up_the_others() {
+    let dir = std::env::temp_dir().join(format!("weft-serve-unreadable-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = dir.join("state.db");
+    let store = SqliteStore::open(&db).unwrap();
+    let journal = Journal::open(&Journal::beside(&db)).unwrap();
+    // A "segment" the reader cannot read (a directory by that name: EISDIR), sorted before the real one.
+    let unreadable = journal.dir().join("0-0000000000000000.sealed");
+    std::fs::create_dir(&unreadable).unwrap();
+    journal.append(&journaled(1)).unwrap();
+    let mut imported = Imported::default();
+    let err = journal.import(&store, false, &mut imported).unwrap_err();
+    assert!(err.to_string().contains("0-0000000000000000.sealed"), "{err}");
+    assert_eq!(imported.new, 1, "the readable segment was queued all the same");
+    assert_eq!(store.events(&EventFilter::default()).unwrap().len(), 1);
+    std::fs::remove_dir(&unreadable).unwrap();
+    let mut imported = Imported::default();
+    journal.import(&store, false, &mut imported).unwrap();
+    assert_eq!(imported, Imported::default());
+    let _ = std::fs::remove_dir_all(&dir);
 }

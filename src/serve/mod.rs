@@ -495,18 +495,18 @@ impl Service {
     /// count it and wake the workers. `None` without a journal. Damage found is logged here.
     pub fn import_journal(&self, adopt: bool) -> Option<Result<Imported, StoreError>> {
         let journal = self.journal.as_ref()?;
-        let outcome = journal.import(self.store.as_ref(), adopt);
+        let mut imported = Imported::default();
+        let outcome = journal.import(self.store.as_ref(), adopt, &mut imported);
         let relaxed = std::sync::atomic::Ordering::Relaxed;
-        let imported = match &outcome {
-            Ok(imported) => imported,
+        // What was queued before a failure counts as queued.
+        let waiting = match &outcome {
+            Ok(()) => 0,
             Err(_) => {
                 self.metrics.journal_failures.fetch_add(1, relaxed);
-                let waiting = Journal::waiting(journal.root()).map_or(0, |(bytes, _)| bytes);
-                self.metrics.journal_waiting.store(waiting, relaxed);
-                return Some(outcome);
+                Journal::waiting(journal.root()).map_or(0, |(bytes, _)| bytes)
             }
         };
-        self.metrics.journal_waiting.store(0, relaxed);
+        self.metrics.journal_waiting.store(waiting, relaxed);
         self.metrics.received.fetch_add(imported.new as u64, relaxed);
         self.metrics.duplicates.fetch_add(imported.duplicates as u64, relaxed);
         // Each wakes one waiting worker (or leaves a permit): more than there are workers would do nothing.
@@ -524,7 +524,7 @@ impl Service {
                 damage.kept.display()
             );
         }
-        Some(outcome)
+        Some(outcome.map(|()| imported))
     }
 
     /// Start the thread that moves the journal's deliveries into the queue every [`IMPORT_EVERY`] (and at once,

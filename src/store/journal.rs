@@ -203,22 +203,32 @@ impl Journal {
     }
 
     /// Seal each shard's active segment and move every sealed one into `store`, each shard's oldest first,
-    /// deleting each once its events are committed. With `adopt`, also the segments of processes that are gone. Stops at the first
-    /// failure; what was not imported stays on disk for the next call.
-    pub fn import(&self, store: &dyn Store, adopt: bool) -> Result<Imported, StoreError> {
+    /// deleting each once its events are committed; what was queued is added to `imported`, also when the call
+    /// fails part-way. With `adopt`, also the segments of processes that are gone. What was not imported stays
+    /// on disk for the next call: the store failing stops the call; a segment that cannot be read (or removed)
+    /// is passed over for this call, so that it does not hold up the others, and its error is returned at the
+    /// end.
+    pub fn import(&self, store: &dyn Store, adopt: bool, imported: &mut Imported) -> Result<(), StoreError> {
         let io = |path: &Path| {
             let path = path.to_owned();
             move |cause| StoreError::Journal { path, cause }
         };
+        let mut passed_over = None;
+        let mut each = |segment: &Path, imported: &mut Imported| match self.import_segment(store, segment, imported) {
+            Err(e @ StoreError::Journal { .. }) => {
+                passed_over.get_or_insert(e);
+                Ok(())
+            }
+            other => other,
+        };
         self.seal().map_err(io(&self.dir))?;
-        let mut imported = Imported::default();
         for segment in segments(&self.dir, &[SEALED]).map_err(io(&self.dir))? {
-            self.import_segment(store, &segment, &mut imported)?;
+            each(&segment, imported)?;
         }
         if adopt {
             for (dir, lock) in orphans(&self.root, &self.dir).map_err(io(&self.root))? {
                 for segment in segments(&dir, &[SEALED, OPEN]).map_err(io(&dir))? {
-                    self.import_segment(store, &segment, &mut imported)?;
+                    each(&segment, imported)?;
                 }
                 drop(lock);
                 // Only the lock file and any `.damaged` copies are left: the directory goes once it is empty.
@@ -226,7 +236,7 @@ impl Journal {
                 let _ = fs::remove_dir(&dir);
             }
         }
-        Ok(imported)
+        passed_over.map_or(Ok(()), Err)
     }
 
     fn import_segment(&self, store: &dyn Store, path: &Path, imported: &mut Imported) -> Result<(), StoreError> {
@@ -252,7 +262,9 @@ impl Journal {
                 }
             }
         }
-        *progress = None;
+        if progress.as_ref().is_some_and(|(p, _)| p == path) {
+            *progress = None;
+        }
         if let Some(offset) = read.skipped.first().map(|(start, _)| *start) {
             let kept = path.with_extension("damaged");
             let mut copy = Vec::new();
