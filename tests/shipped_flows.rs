@@ -150,6 +150,9 @@ fn new_test_writes_a_case_that_passes_and_never_overwrites_one() {
     {
         std::fs::copy(root.join(file), dir.join(file)).unwrap();
     }
+    // The project keeps the test case schema (`weft schema test`): the case points an editor at it.
+    std::fs::create_dir_all(dir.join("schemas")).unwrap();
+    std::fs::copy(root.join("schemas/test.schema.json"), dir.join("schemas/test.schema.json")).unwrap();
     let flow = dir.join("flows/razorpay/payment-captured.yaml");
     let event = dir.join("flows/razorpay/tests/events/payment.captured.json");
     let new_test =
@@ -159,7 +162,8 @@ fn new_test_writes_a_case_that_passes_and_never_overwrites_one() {
     let case = dir.join("flows/razorpay/tests/payment-captured.first-try.yaml");
     let text = std::fs::read_to_string(&case).unwrap();
     // The upsert's stand-in id travels into the later paths, and the expectations pin every request.
-    assert!(text.starts_with("# Written by `weft new-test`"), "{text}");
+    let header = "# yaml-language-server: $schema=../../../schemas/test.schema.json\n# Written by `weft new-test`";
+    assert!(text.starts_with(header), "{text}");
     assert!(text.contains("id: \"stand-in-contact-id\""), "{text}");
     assert!(text.contains("path: \"/contacts/stand-in-contact-id/tags\""), "{text}");
     assert_eq!(
@@ -177,4 +181,26 @@ fn new_test_writes_a_case_that_passes_and_never_overwrites_one() {
     assert!(out.contains("already exists"), "{out}");
     assert_eq!(std::fs::read_to_string(&case).unwrap(), "# reviewed by hand\n");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn every_shipped_flow_and_test_case_points_an_editor_at_its_schema() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for app in std::fs::read_dir(root.join("flows")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_dir()) {
+        let tests = std::fs::read_dir(app.join("tests")).into_iter().flatten().map(|e| e.unwrap().path());
+        let files = std::fs::read_dir(&app).unwrap().map(|e| e.unwrap().path()).chain(tests);
+        for file in files.filter(|p| p.extension().is_some_and(|e| e == "yaml")) {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let first = text.lines().next().unwrap_or_default();
+            let schema = first.strip_prefix("# yaml-language-server: $schema=");
+            let schema =
+                schema.unwrap_or_else(|| panic!("{}: first line is not the schema line: {first}", file.display()));
+            let wanted = if file.parent().is_some_and(|d| d.ends_with("tests")) { "test" } else { "flow" };
+            assert!(schema.ends_with(&format!("schemas/{wanted}.schema.json")), "{}: {schema}", file.display());
+            assert!(file.parent().unwrap().join(schema).is_file(), "{}: no file at {schema}", file.display());
+            checked += 1;
+        }
+    }
+    assert!(checked > 80, "only {checked} files found");
 }

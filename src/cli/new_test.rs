@@ -73,7 +73,8 @@ pub fn run(flow: &Path, event: &Path, name: &str) -> i32 {
         "cassette": serde_json::to_value(&cassette.interactions).unwrap_or(Value::Null),
         "expect": expect,
     });
-    let mut text = String::from(HEADER);
+    let mut text = schema_line(&target).unwrap_or_default();
+    text.push_str(HEADER);
     crate::dsl::emit::yaml(&case, &mut text);
     let written = target.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|()| std::fs::write(&target, text));
     if let Err(e) = written {
@@ -87,6 +88,19 @@ pub fn run(flow: &Path, event: &Path, name: &str) -> i32 {
         target.display()
     );
     EXIT_OK
+}
+
+/// The line that points an editor (yaml-language-server) at the test case schema, relative to the case file,
+/// when a `schemas/test.schema.json` is found beside a folder above it (this repository's, or a project's own
+/// `weft schema test` output).
+fn schema_line(case: &Path) -> Option<String> {
+    let dir = case.parent()?;
+    dir.ancestors().enumerate().find_map(|(up, folder)| {
+        folder
+            .join("schemas/test.schema.json")
+            .is_file()
+            .then(|| format!("# yaml-language-server: $schema={}schemas/test.schema.json\n", "../".repeat(up)))
+    })
 }
 
 /// `flows/app/NAME.yaml` → `flows/app/tests/NAME.<name>.yaml`, where `weft test` finds it for that flow.
