@@ -19,11 +19,13 @@ const SECRET: &str = "whsec-test-9c2f4a7e1b3d5f60";
 
 type Seen = Arc<Mutex<Vec<String>>>;
 
-async fn ghl_stand_in(seen: Seen) -> String {
-    async fn upsert(State(s): State<Seen>) -> Json<Value> {
+/// GHL's contact routes on loopback, recording each request in `seen`; an upsert answers after `slow`.
+async fn ghl_stand_in(seen: Seen, slow: Duration) -> String {
+    let upsert = move |State(s): State<Seen>| async move {
         s.lock().unwrap().push("POST /contacts/upsert".into());
+        tokio::time::sleep(slow).await;
         Json(json!({"contact": {"id": "nmFmQEsNgz6AVpgLVUJ0"}}))
-    }
+    };
     async fn sub(State(s): State<Seen>, Path((id, what)): Path<(String, String)>) -> Json<Value> {
         s.lock().unwrap().push(format!("POST /contacts/{id}/{what}"));
         Json(json!({"ok": true}))
@@ -64,7 +66,7 @@ fn sign(body: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_webhook_is_persisted_then_run_once() {
     let seen: Seen = Arc::default();
-    let ghl = ghl_stand_in(seen.clone()).await;
+    let ghl = ghl_stand_in(seen.clone(), Duration::ZERO).await;
     let dir = project(&ghl, "test");
     let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
     assert!(ctx.diagnostics.is_empty(), "{:?}", ctx.diagnostics);
@@ -606,4 +608,36 @@ fn a_segment_that_cannot_be_read_does_not_hold_up_the_others() {
     journal.import(&store, false, &mut imported).unwrap();
     assert_eq!(imported, Imported::default());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_longer_than_the_lease_keeps_its_event_by_renewing_it() {
+    // GHL takes 1.2 s to answer the upsert; a claim lasts 300 ms unless renewed (every 100 ms).
+    let seen: Seen = Arc::default();
+    let ghl = ghl_stand_in(seen.clone(), Duration::from_millis(1_200)).await;
+    let dir = project(&ghl, "renew");
+    let ctx = ProjectContext::load(Some(&dir.join("weft.yaml")));
+    let store = Arc::new(SqliteStore::open(&dir.join(".weft/state.db")).unwrap());
+    let svc = Service::build(&ctx, &[dir.join("flows")], store.clone()).unwrap_or_else(|d| panic!("{d:#?}"));
+    let svc = Arc::new(svc.with_lease(Duration::from_millis(300)));
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    // Two workers: were the lease to lapse, the idle one would claim the event and run it a second time.
+    for _ in 0..2 {
+        tokio::spawn(svc.clone().work(stop_rx.clone()));
+    }
+    let body = include_bytes!("fixtures/payment.captured.json");
+    let headers =
+        [("x-razorpay-signature".to_string(), sign(body)), ("x-razorpay-event-id".to_string(), "evt_Renew001".into())];
+    assert_eq!(svc.ingest("razorpay", &headers, body).await.unwrap().status, "queued");
+    let done = EventFilter { status: Some(weft::store::EventStatus::Done), ..EventFilter::default() };
+    for _ in 0..100 {
+        if !store.events(&done).unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events = store.events(&done).unwrap();
+    assert_eq!((events.len(), events[0].attempts), (1, 1), "{events:?}");
+    assert_eq!(store.runs(&weft::store::RunFilter::default()).unwrap().len(), 1);
+    assert_eq!(seen.lock().unwrap().iter().filter(|r| r.ends_with("/upsert")).count(), 1, "{seen:?}");
 }

@@ -197,8 +197,8 @@ fn a_killed_server_loses_no_delivery_it_answered_and_runs_each_once_after_its_re
         let raw = rusqlite::Connection::open(&db).unwrap();
         raw.query_row(sql, [], |r| r.get(0)).unwrap()
     };
-    // The one event the dead server's worker held (claimed, `--workers 1`) waits for its lease to pass, as it
-    // always did; every other one is run by the new server.
+    // The one event the dead server's worker held (claimed, `--workers 1`) waits for its lease to pass (a
+    // minute); every other one is run by the new server.
     let settled = "SELECT count(*) FROM events WHERE status = 'done' OR status = 'claimed'";
     let until = Instant::now() + Duration::from_secs(30);
     while count(settled) < DELIVERIES as i64 && Instant::now() < until {

@@ -567,6 +567,26 @@ fn a_dead_workers_event_is_claimed_again_when_its_lease_runs_out() {
 }
 
 #[test]
+fn a_worker_that_renews_its_lease_keeps_the_event_and_a_stale_claim_cannot_renew() {
+    let dir = TempDir::new("renew");
+    let store = open(&dir.db());
+    store.enqueue_event(&event("razorpay", "evt_1", 0)).unwrap();
+    let held = store.claim_event(0, 1_000).unwrap().unwrap();
+    // Renewed before it ran out: at the old expiry nobody else may take it.
+    assert!(store.extend_lease(&held, 5_000).unwrap());
+    assert_eq!(store.claim_event(1_000, 1_000).unwrap(), None);
+    assert_eq!(store.claim_event(4_999, 1_000).unwrap(), None);
+    // Past the renewed lease it is due again; the old claim can neither renew nor settle it any more.
+    let taken = store.claim_event(5_000, 1_000).unwrap().unwrap();
+    assert_eq!((taken.id, taken.attempt), (held.id, 2));
+    assert!(!store.extend_lease(&held, 9_000).unwrap());
+    assert!(matches!(store.complete_event(&held).unwrap_err(), StoreError::ClaimLost { .. }));
+    store.complete_event(&taken).unwrap();
+    // Settled: nothing is held any more, so nothing renews.
+    assert!(!store.extend_lease(&taken, 9_000).unwrap());
+}
+
+#[test]
 fn settling_an_event_records_its_runs_in_the_same_commit() {
     let dir = TempDir::new("settle");
     let store = open(&dir.db());

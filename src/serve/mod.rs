@@ -49,8 +49,10 @@ use signature::{Delivery, Verifier};
 /// The largest webhook body accepted (larger: 413). The apps' events are a few KB; GHL's largest examples ~20 KB.
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// How long a worker owns a claimed event before another may take it over.
-const LEASE: Duration = Duration::from_secs(300);
+/// How long a worker owns a claimed event before another may take it over, unless it renews the lease: what
+/// an event whose worker died (a killed server) waits before it runs again. A worker renews every third of it,
+/// well inside, so that a slow store call or a busy machine does not let it lapse.
+pub const LEASE: Duration = Duration::from_secs(60);
 
 /// What the server needs: the store and the current [`Flows`], which a reload replaces as a whole.
 pub struct Service {
@@ -72,6 +74,8 @@ pub struct Service {
     /// importer ([`Service::start_importer`]) queues them. Without it each delivery is committed to the queue
     /// through the writer before its answer.
     journal: Option<Arc<Journal>>,
+    /// How long a claim holds an event without renewal ([`LEASE`]).
+    lease: Duration,
 }
 
 /// A delivery and where to send the outcome of its commit. The event goes back with the outcome, so that its
@@ -191,7 +195,14 @@ impl Service {
             reloaded: tokio::sync::Notify::new(),
             writer: std::sync::OnceLock::new(),
             journal: None,
+            lease: LEASE,
         })
+    }
+
+    /// Claims hold an event for `lease` between renewals instead of [`LEASE`] (tests shorten it).
+    pub fn with_lease(mut self, lease: Duration) -> Service {
+        self.lease = lease;
+        self
     }
 
     /// Make deliveries durable in `journal` before answering them, instead of committing each to the queue
@@ -618,7 +629,8 @@ impl Service {
             // holds up the threads that answer webhooks and page through polls.
             let now = chrono::Utc::now().timestamp_millis();
             let store = self.store.clone();
-            let claimed = off_thread(move || store.claim_event(now, LEASE.as_millis() as i64)).await;
+            let lease = self.lease.as_millis() as i64;
+            let claimed = off_thread(move || store.claim_event(now, lease)).await;
             match claimed {
                 Ok(Some(claim)) => {
                     let started = Instant::now();
@@ -636,17 +648,22 @@ impl Service {
                             .map(|t| t.to_rfc3339())
                             .unwrap_or_default(),
                     };
-                    let (mut failure, mut finished) = (None, Vec::with_capacity(runners.len()));
-                    for runner in &runners {
-                        let started_ms = chrono::Utc::now().timestamp_millis();
-                        let report = runner.run(&input).await;
-                        if report.status == RunStatus::Failed {
-                            failure =
-                                Some(report.error.as_ref().map(render::one_line).unwrap_or_else(|| "failed".into()));
+                    let run_all = async {
+                        let (mut failure, mut finished) = (None, Vec::with_capacity(runners.len()));
+                        for runner in &runners {
+                            let started_ms = chrono::Utc::now().timestamp_millis();
+                            let report = runner.run(&input).await;
+                            if report.status == RunStatus::Failed {
+                                failure = Some(
+                                    report.error.as_ref().map(render::one_line).unwrap_or_else(|| "failed".into()),
+                                );
+                            }
+                            let trigger = runner.plan.trigger.describe();
+                            finished.push(crate::engine::run::finished_run(&trigger, started_ms, &report));
                         }
-                        let trigger = runner.plan.trigger.describe();
-                        finished.push(crate::engine::run::finished_run(&trigger, started_ms, &report));
-                    }
+                        (failure, finished)
+                    };
+                    let (failure, finished) = self.renewing(&claim, run_all).await;
                     self.metrics.observe_run(started.elapsed());
                     // Flows that already succeeded reuse their stored effects on a retry: failing the event
                     // re-runs only what did not happen.
@@ -682,6 +699,33 @@ impl Service {
                 Err(e) => {
                     tracing::error!("the queue is unavailable: {e}");
                     tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Run `work` while renewing `claim`'s lease every third of it. A renewal that finds the claim gone (this
+    /// worker was stalled past its lease, and another took the event) is logged; the work goes on, and settling
+    /// it reports the lost claim as before.
+    async fn renewing<T>(&self, claim: &crate::store::ClaimedEvent, work: impl std::future::Future<Output = T>) -> T {
+        tokio::pin!(work);
+        let every = self.lease / 3;
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = renew.tick() => {
+                    let (store, held) = (self.store.clone(), claim.clone());
+                    let until = chrono::Utc::now().timestamp_millis() + self.lease.as_millis() as i64;
+                    match off_thread(move || store.extend_lease(&held, until)).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(
+                            "event {} ({}) is no longer held by this worker: its lease ran out while it ran",
+                            claim.id,
+                            claim.event_id
+                        ),
+                        Err(e) => tracing::warn!("could not renew the lease on event {}: {e}", claim.id),
+                    }
                 }
             }
         }

@@ -69,6 +69,10 @@ pub trait Store: Send + Sync {
     /// Take the oldest event that is due at `now_ms` for `lease_ms`. Each claim counts as an attempt. An event
     /// whose lease ran out (its worker died) is due again. No two callers ever hold the same claim.
     fn claim_event(&self, now_ms: i64, lease_ms: i64) -> Result<Option<ClaimedEvent>, StoreError>;
+    /// Keep holding a claimed event until `until_ms`: a worker renews the lease while it runs the event, so that
+    /// a short lease (what a dead worker's events wait for) still covers a long run. False if the claim no longer
+    /// holds the event (its lease ran out and another worker took it, or it was settled).
+    fn extend_lease(&self, claim: &ClaimedEvent, until_ms: i64) -> Result<bool, StoreError>;
     /// The claimed event ran to the end. Fails with [`StoreError::ClaimLost`] if the lease had already passed
     /// to another worker.
     fn complete_event(&self, claim: &ClaimedEvent) -> Result<(), StoreError>;

@@ -348,6 +348,10 @@ impl Store for SqliteStore {
         })
     }
 
+    fn extend_lease(&self, claim: &ClaimedEvent, until_ms: i64) -> Result<bool, StoreError> {
+        self.with("extend a claim's lease", |conn| queue::extend(conn, claim, until_ms))
+    }
+
     fn complete_event(&self, claim: &ClaimedEvent) -> Result<(), StoreError> {
         match self.with("complete an event", |conn| queue::complete(conn, claim))? {
             true => Ok(()),

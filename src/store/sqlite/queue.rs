@@ -201,6 +201,15 @@ pub(super) fn claim(
     .optional()
 }
 
+/// Move the lease of a claim still held to `until_ms`; false if `claim` no longer holds the event.
+pub(super) fn extend(conn: &Connection, claim: &ClaimedEvent, until_ms: i64) -> rusqlite::Result<bool> {
+    conn.prepare_cached(
+        "UPDATE events SET lease_until_ms = ?3 WHERE id = ?1 AND status = 'claimed' AND claim_seq = ?2",
+    )?
+    .execute((claim.id.0, claim.claim, until_ms))
+    .map(|changed| changed == 1)
+}
+
 /// False if `claim` no longer holds the event.
 pub(super) fn complete(conn: &Connection, claim: &ClaimedEvent) -> rusqlite::Result<bool> {
     conn.prepare_cached(
