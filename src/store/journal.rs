@@ -26,7 +26,7 @@
 //! by a full disk, a damaged file) is skipped to the next one that does; the skipped bytes are kept in a
 //! `.damaged` file beside the segment and reported, never deleted.
 
-use super::{NewEvent, Payload, Store, StoreError};
+use super::{create_private_dir, owner_only, NewEvent, Payload, Store, StoreError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -359,14 +359,6 @@ fn orphans(root: &Path, mine: &Path) -> io::Result<Vec<(PathBuf, File)>> {
     Ok(found)
 }
 
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
-}
-
 /// A file readable by its owner only (a journal holds customers' details): a new segment to append to, or a
 /// file to lock or to write whole.
 fn private_file(path: &Path, append: bool) -> io::Result<File> {
@@ -376,9 +368,7 @@ fn private_file(path: &Path, append: bool) -> io::Result<File> {
     } else {
         options.write(true).create(true).truncate(true);
     }
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)
+    owner_only(&mut options).open(path)
 }
 
 /// One event as a record (see the module's doc).

@@ -19,6 +19,23 @@ pub use queue::{
 use serde::Serialize;
 use std::fmt;
 
+/// Create `dir` (and what is missing above it) readable by its owner only: the state file and the ingest journal
+/// hold OAuth tokens and customers' details.
+pub(crate) fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// `options` creating files readable by their owner only, for the same reason.
+pub(crate) fn owner_only(options: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(options, 0o600);
+    options
+}
+
 /// Everything weft persists between runs. Implementations are shared between threads (`Arc<dyn Store>`).
 pub trait Store: Send + Sync {
     /// The OAuth 2 token pair last saved for `connection`, if any.

@@ -502,17 +502,9 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 /// Create the directory and the file before SQLite does, so the file is born owner-only.
 fn prepare_file(path: &Path) -> std::io::Result<()> {
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        let mut builder = std::fs::DirBuilder::new();
-        builder.recursive(true);
-        #[cfg(unix)]
-        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder.create(dir)?;
+        super::create_private_dir(dir)?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let file = options.open(path)?;
+    let file = super::owner_only(std::fs::OpenOptions::new().write(true).create(true)).open(path)?;
     // A file made earlier by hand or by another tool may be wider open; SQLite gives its -wal and -shm files the
     // same mode as the database, so fixing this one covers them too.
     #[cfg(unix)]
